@@ -1,0 +1,481 @@
+//! One row's work: look at the user's factors, decide, and replace the
+//! factor — list, delete, enroll — putting the old number back when the
+//! enroll fails after the delete.
+//!
+//! The result is always a [`RowResult`]; a failure is data, never a panic
+//! or a bare error string. The job never deletes without holding what it
+//! needs to restore (the old factor's type, number, status).
+
+use std::time::Instant;
+
+use crate::config::Mode;
+use crate::okta::FactorType;
+use crate::okta::client::{Client, OktaError};
+use crate::okta::wire::UserFactor;
+use crate::outcome::{Outcome, RowResult};
+use crate::phone::{self, Phone};
+
+/// What the run asks of every row.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSettings {
+    pub mode: Mode,
+    pub factor_type: FactorType,
+    pub if_missing_enroll: bool,
+    pub remove_recovery: bool,
+    pub also_call: bool,
+}
+
+/// A row whose user is known by id, ready for the job.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub row: u64,
+    pub user_raw: String,
+    pub user_id: String,
+    pub login: String,
+    pub user_status: String,
+    pub phone: Phone,
+    pub old_phone: Option<Phone>,
+    pub warnings: Vec<String>,
+}
+
+/// The job's answer: the row's result, and an error that must stop the
+/// whole run (bad token, org quota used up), if one happened.
+#[derive(Debug)]
+pub struct JobResult {
+    pub result: RowResult,
+    pub fatal: Option<OktaError>,
+}
+
+/// Runs one row.
+pub async fn run(client: &Client, s: &JobSettings, t: Target) -> JobResult {
+    let started = Instant::now();
+    let mut job = Job {
+        client,
+        s,
+        res: RowResult::new(t.row, &t.user_raw, s.factor_type.as_str(), Outcome::Failed),
+        fatal: None,
+    };
+    job.res.user_id.clone_from(&t.user_id);
+    job.res.login.clone_from(&t.login);
+    job.res.user_status.clone_from(&t.user_status);
+    job.res.new_phone.clone_from(&t.phone.e164);
+    for w in &t.warnings {
+        job.res.note(w);
+    }
+    job.res.outcome = job.decide_and_act(&t).await;
+    job.res.elapsed_ms = started.elapsed().as_millis() as u64;
+    JobResult {
+        result: job.res,
+        fatal: job.fatal,
+    }
+}
+
+struct Job<'a> {
+    client: &'a Client,
+    s: &'a JobSettings,
+    res: RowResult,
+    fatal: Option<OktaError>,
+}
+
+/// How a replacement of one factor ended.
+enum Replaced {
+    Done(UserFactor),
+    Restored(OktaError),
+    Unrestored(OktaError),
+    /// Nothing changed (the delete failed).
+    Untouched(OktaError),
+}
+
+impl Job<'_> {
+    fn fail(&mut self, e: OktaError, outcome: Outcome) -> Outcome {
+        self.res.error = e.info();
+        if e.is_fatal() {
+            self.fatal = Some(e);
+        }
+        outcome
+    }
+
+    async fn list(&mut self, user_id: &str) -> Result<Vec<UserFactor>, OktaError> {
+        let reply = self.client.list_factors(user_id).await;
+        match reply {
+            Ok(r) => {
+                self.res.attempts += r.attempts;
+                Ok(r.value)
+            }
+            Err(e) => {
+                self.res.attempts += e.attempts;
+                Err(e)
+            }
+        }
+    }
+
+    async fn decide_and_act(&mut self, t: &Target) -> Outcome {
+        let ft = self.s.factor_type;
+        let factors = match self.list(&t.user_id).await {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => {
+                self.res.note("user does not exist or is deprovisioned (Okta answered 404 on the factor list)");
+                return self.fail(e, Outcome::UserNotFound);
+            }
+            Err(e) => {
+                self.res
+                    .note("could not list the user's factors; nothing changed");
+                return self.fail(e, Outcome::Failed);
+            }
+        };
+        let of_type: Vec<&UserFactor> = factors.iter().filter(|f| is_phone_factor(f, ft)).collect();
+
+        // The sheet's old number is a precondition: numbers the users
+        // changed themselves since the sheet was made are not overwritten.
+        if let Some(expected) = &t.old_phone {
+            let matches = of_type.iter().any(|f| {
+                f.phone_number()
+                    .is_some_and(|n| phone::same_number(n, &expected.e164))
+            });
+            let on_new = of_type.iter().any(|f| {
+                f.phone_number()
+                    .is_some_and(|n| phone::same_number(n, &t.phone.e164))
+            });
+            if !matches && !on_new {
+                self.res.old_phone = of_type
+                    .first()
+                    .and_then(|f| f.phone_number())
+                    .map(normalize_stored)
+                    .unwrap_or_default();
+                self.res.note(if of_type.is_empty() {
+                    format!("the sheet expects an old number but the user has no {ft} factor; left untouched")
+                } else {
+                    format!("the user's current {ft} number differs from the sheet's old number; left untouched")
+                });
+                return Outcome::ChangedSince;
+            }
+        }
+
+        let activate = self.s.mode.activate();
+        let on_new: Vec<&&UserFactor> = of_type
+            .iter()
+            .filter(|f| {
+                f.phone_number()
+                    .is_some_and(|n| phone::same_number(n, &t.phone.e164))
+            })
+            .collect();
+        if let Some(active) = on_new.iter().find(|f| f.status == "ACTIVE") {
+            self.res.old_phone = t.phone.e164.clone();
+            self.res.new_factor_id.clone_from(&active.id);
+            self.res.new_factor_status.clone_from(&active.status);
+            return Outcome::Unchanged;
+        }
+        if let Some(pending) = on_new.first()
+            && !activate
+        {
+            self.res.old_phone = t.phone.e164.clone();
+            self.res.new_factor_id.clone_from(&pending.id);
+            self.res.new_factor_status.clone_from(&pending.status);
+            self.res
+                .note("already pending activation on the new number");
+            return Outcome::Unchanged;
+        }
+
+        let target: Option<UserFactor> = if let Some(pending) = on_new.first() {
+            Some((**pending).clone())
+        } else if of_type.len() > 1 {
+            // Identity Engine orgs may list several phones; the sheet's old
+            // number, when given, says which one to replace.
+            let chosen: Vec<&&UserFactor> = match &t.old_phone {
+                Some(old) => of_type
+                    .iter()
+                    .filter(|f| {
+                        f.phone_number()
+                            .is_some_and(|n| phone::same_number(n, &old.e164))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            if chosen.len() != 1 {
+                self.res.note(format!(
+                    "the user has {} {ft} factors and none is on the new number; refusing to guess which to replace (add an old_phone column to choose)",
+                    of_type.len()
+                ));
+                return Outcome::Failed;
+            }
+            Some((**chosen[0]).clone())
+        } else {
+            of_type.first().map(|f| (*f).clone())
+        };
+
+        // A call factor on the same old number is either replaced too or
+        // reported.
+        let old_number = target
+            .as_ref()
+            .and_then(|f| f.phone_number())
+            .map(normalize_stored);
+        let call_twin: Option<UserFactor> = match (&old_number, ft) {
+            (Some(old), FactorType::Sms) => factors
+                .iter()
+                .find(|f| {
+                    is_phone_factor(f, FactorType::Call)
+                        && f.phone_number().is_some_and(|n| phone::same_number(n, old))
+                })
+                .cloned(),
+            _ => None,
+        };
+
+        let Some(target) = target else {
+            if !self.s.if_missing_enroll {
+                self.res.note(format!(
+                    "the user has no {ft} factor; skipped (--if-missing enroll would enroll it)"
+                ));
+                return Outcome::NoFactor;
+            }
+            if !self.s.mode.writes() {
+                return Outcome::WouldEnroll;
+            }
+            return match self
+                .enroll(
+                    &t.user_id,
+                    ft,
+                    &t.phone.e164,
+                    t.phone.extension.as_deref(),
+                    activate,
+                )
+                .await
+            {
+                Ok(f) => {
+                    self.accept_new(&f, &t.phone, activate);
+                    Outcome::Enrolled
+                }
+                Err(e) => {
+                    // The enroll may have happened even though no answer
+                    // came; look before reporting.
+                    if e.outcome_unknown()
+                        && let Some(f) = self.find_on(&t.user_id, ft, &t.phone.e164).await
+                    {
+                        self.accept_new(&f, &t.phone, activate);
+                        self.res
+                            .note("confirmed by listing the factors after an unanswered enroll");
+                        return Outcome::Enrolled;
+                    }
+                    self.res
+                        .note("the enroll failed; the user still has no factor of this type");
+                    self.fail(e, Outcome::Failed)
+                }
+            };
+        };
+
+        self.res.old_phone = old_number.clone().unwrap_or_default();
+        self.res.old_factor_id.clone_from(&target.id);
+
+        if !self.s.mode.writes() {
+            match (&call_twin, self.s.also_call) {
+                (Some(_), true) => self.res.note("would also replace the call factor on the old number"),
+                (Some(_), false) => self.res.note("a call factor holds the old number too and would be left as is (--also-call replaces it)"),
+                _ => {}
+            }
+            return Outcome::WouldUpdate;
+        }
+
+        let outcome = match self
+            .replace(&t.user_id, ft, &target, &t.phone, activate)
+            .await
+        {
+            Replaced::Done(f) => {
+                self.accept_new(&f, &t.phone, activate);
+                Outcome::Updated
+            }
+            Replaced::Untouched(e) => {
+                self.res
+                    .note("the old factor could not be deleted; nothing changed");
+                self.fail(e, Outcome::Failed)
+            }
+            Replaced::Restored(e) => {
+                self.res.note("the new number was refused after the old factor was deleted; the old number was put back");
+                self.fail(e, Outcome::FailedRestored)
+            }
+            Replaced::Unrestored(e) => {
+                self.res.note(format!(
+                    "the new number was refused and the old number could not be put back: the user has NO {ft} factor now; re-enroll the old number (old_phone) by hand"
+                ));
+                self.fail(e, Outcome::FailedUnrestored)
+            }
+        };
+
+        if let Some(call) = call_twin {
+            if !self.s.also_call {
+                self.res
+                    .note("a call factor still holds the old number (--also-call replaces it too)");
+            } else if outcome == Outcome::Updated {
+                match self
+                    .replace(&t.user_id, FactorType::Call, &call, &t.phone, activate)
+                    .await
+                {
+                    Replaced::Done(_) => self
+                        .res
+                        .note("the call factor on the old number was replaced too"),
+                    Replaced::Untouched(e) => {
+                        self.res.note(format!("the call factor on the old number could not be replaced ({e}); it is unchanged"));
+                        return self.fail(e, Outcome::Failed);
+                    }
+                    Replaced::Restored(e) => {
+                        self.res.note(format!("the call factor's new number was refused ({e}); its old number was put back"));
+                        return self.fail(e, Outcome::FailedRestored);
+                    }
+                    Replaced::Unrestored(e) => {
+                        self.res.note(format!("the call factor was deleted and could not be restored ({e}): the user has NO call factor now"));
+                        return self.fail(e, Outcome::FailedUnrestored);
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Delete `old`, enroll the new number; on failure, put `old` back.
+    async fn replace(
+        &mut self,
+        user_id: &str,
+        ft: FactorType,
+        old: &UserFactor,
+        new: &Phone,
+        activate: bool,
+    ) -> Replaced {
+        match self
+            .client
+            .delete_factor(user_id, &old.id, self.s.remove_recovery)
+            .await
+        {
+            Ok(r) => self.res.attempts += r.attempts,
+            Err(e) if e.is_not_found() => {
+                self.res.attempts += e.attempts;
+                self.res
+                    .note("the old factor was already gone when deleted");
+            }
+            Err(e) => {
+                self.res.attempts += e.attempts;
+                // A delete with no answer may still have happened: look.
+                if !(e.outcome_unknown() && self.gone(user_id, &old.id).await) {
+                    return Replaced::Untouched(e);
+                }
+            }
+        }
+        let err = match self
+            .enroll(user_id, ft, &new.e164, new.extension.as_deref(), activate)
+            .await
+        {
+            Ok(f) => return Replaced::Done(f),
+            Err(e) => e,
+        };
+        if err.outcome_unknown()
+            && let Some(f) = self.find_on(user_id, ft, &new.e164).await
+        {
+            self.res
+                .note("confirmed by listing the factors after an unanswered enroll");
+            return Replaced::Done(f);
+        }
+        if err.is_fatal() {
+            // Even with a dead token or a used-up quota, try the restore:
+            // it is the one request that matters most.
+            tracing::warn!(error = %err, "enroll failed with a run-stopping error; restoring the old number");
+        }
+        let old_number = old.phone_number().map(normalize_stored).unwrap_or_default();
+        let was_active = old.status == "ACTIVE";
+        match self
+            .enroll(user_id, ft, &old_number, old.phone_extension(), was_active)
+            .await
+        {
+            Ok(f) => {
+                self.res.new_factor_id.clone_from(&f.id);
+                self.res.new_factor_status.clone_from(&f.status);
+                Replaced::Restored(err)
+            }
+            Err(restore_err) => {
+                if restore_err.outcome_unknown()
+                    && let Some(f) = self.find_on(user_id, ft, &old_number).await
+                {
+                    self.res.new_factor_id.clone_from(&f.id);
+                    self.res.new_factor_status.clone_from(&f.status);
+                    return Replaced::Restored(err);
+                }
+                tracing::error!(user_id, error = %restore_err, "restoring the old number failed");
+                Replaced::Unrestored(err)
+            }
+        }
+    }
+
+    async fn enroll(
+        &mut self,
+        user_id: &str,
+        ft: FactorType,
+        number: &str,
+        extension: Option<&str>,
+        activate: bool,
+    ) -> Result<UserFactor, OktaError> {
+        match self
+            .client
+            .enroll_factor(user_id, ft, number, extension, activate)
+            .await
+        {
+            Ok(r) => {
+                self.res.attempts += r.attempts;
+                Ok(r.value)
+            }
+            Err(e) => {
+                self.res.attempts += e.attempts;
+                Err(e)
+            }
+        }
+    }
+
+    /// After an unanswered request: is a factor of the type on `number`?
+    async fn find_on(&mut self, user_id: &str, ft: FactorType, number: &str) -> Option<UserFactor> {
+        let factors = self.list(user_id).await.ok()?;
+        factors.into_iter().find(|f| {
+            is_phone_factor(f, ft)
+                && f.phone_number()
+                    .is_some_and(|n| phone::same_number(n, number))
+        })
+    }
+
+    /// After an unanswered delete: is the factor gone?
+    async fn gone(&mut self, user_id: &str, factor_id: &str) -> bool {
+        match self.list(user_id).await {
+            Ok(factors) => !factors.iter().any(|f| f.id == factor_id),
+            Err(_) => false,
+        }
+    }
+
+    fn accept_new(&mut self, f: &UserFactor, new: &Phone, activate: bool) {
+        self.res.new_factor_id.clone_from(&f.id);
+        self.res.new_factor_status.clone_from(&f.status);
+        let expected = if activate {
+            "ACTIVE"
+        } else {
+            "PENDING_ACTIVATION"
+        };
+        // Okta re-enrolling a number the user had verified before may come
+        // back ACTIVE even without activation (OKTA-API.md §7.2 F5).
+        let reactivated = f.status == "ACTIVE" && !activate;
+        if f.status != expected && !reactivated {
+            self.res.note(format!(
+                "Okta answered with status {} where {expected} was expected",
+                f.status
+            ));
+        }
+        if !f
+            .phone_number()
+            .is_some_and(|n| phone::same_number(n, &new.e164))
+        {
+            self.res
+                .note("Okta's answer does not carry the new number; check this user");
+        }
+    }
+}
+
+fn is_phone_factor(f: &UserFactor, ft: FactorType) -> bool {
+    f.factor_type.eq_ignore_ascii_case(ft.as_str())
+        && (f.provider.is_empty() || f.provider.eq_ignore_ascii_case("OKTA"))
+}
+
+/// Okta may store numbers with dashes or spaces; reports hold `+digits`.
+fn normalize_stored(n: &str) -> String {
+    format!("+{}", phone::digits(n))
+}

@@ -1,0 +1,571 @@
+//! Pacing: how fast the tool may talk to Okta.
+//!
+//! Okta's limits are per org and per bucket, and shared with every other
+//! client of the org, so the tool keeps within a share of each bucket as the
+//! `X-Rate-Limit-*` headers describe it, pauses every worker until the reset
+//! when a 429 arrives, and lowers its in-flight count when Okta says too many
+//! requests are running at once. An absolute `--rate` cap is a governor
+//! limiter on top.
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
+
+/// Okta's rate-limit buckets that the tool's requests fall into
+/// (OKTA-API.md §7.6 R3): the factor calls share the `/api/v1/users` bucket
+/// with listing users; getting one user by id or login has its own, and so
+/// do writes to `/api/v1/users/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// `GET /api/v1/users/{idOrLogin}`.
+    UserGet,
+    /// `GET /api/v1/users` and every `/api/v1/users/{id}/factors*` call.
+    Users,
+    /// `POST /api/v1/users/{id}`.
+    UserWrite,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 3] = [Bucket::UserGet, Bucket::Users, Bucket::UserWrite];
+
+    fn index(self) -> usize {
+        match self {
+            Bucket::UserGet => 0,
+            Bucket::Users => 1,
+            Bucket::UserWrite => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::UserGet => "GET /api/v1/users/{id}",
+            Bucket::Users => "/api/v1/users",
+            Bucket::UserWrite => "POST /api/v1/users/{id}",
+        }
+    }
+}
+
+/// What one response said about its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u32,
+    pub remaining: u32,
+    /// How long until the window resets, by the server's own clock
+    /// (`X-Rate-Limit-Reset` minus the `Date` header), so local clock skew
+    /// does not matter.
+    pub reset_in: Duration,
+}
+
+impl RateHeaders {
+    /// Reads the headers; `None` when any is missing or malformed (a
+    /// comma-joined duplicate reset value counts as malformed).
+    pub fn parse(headers: &reqwest::header::HeaderMap) -> Option<RateHeaders> {
+        use crate::okta::wire::{X_RATE_LIMIT_LIMIT, X_RATE_LIMIT_REMAINING, X_RATE_LIMIT_RESET};
+        let num = |name: &str| -> Option<u64> {
+            headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok()
+        };
+        let limit = u32::try_from(num(X_RATE_LIMIT_LIMIT)?).ok()?;
+        let remaining = u32::try_from(num(X_RATE_LIMIT_REMAINING)?).ok()?;
+        let reset_epoch = num(X_RATE_LIMIT_RESET)?;
+        let server_now = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+            .unwrap_or_else(SystemTime::now);
+        let server_secs = server_now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        // `Date` has whole seconds and is truncated, so `reset - date` is
+        // never shorter than the true wait.
+        let reset_in = Duration::from_secs(reset_epoch.saturating_sub(server_secs));
+        Some(RateHeaders {
+            limit,
+            remaining,
+            reset_in,
+        })
+    }
+
+    /// Okta signals a concurrency (in-flight) limit with limit and
+    /// remaining both 0 (OKTA-API.md §7.6 R4).
+    pub fn is_concurrency_limit(&self) -> bool {
+        self.limit == 0 && self.remaining == 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct BucketState {
+    limit: Option<u32>,
+    remaining: u32,
+    reset_at: Option<Instant>,
+    paused_until: Option<Instant>,
+    /// Earliest moment the next request of this bucket may leave.
+    next_slot: Option<Instant>,
+    in_flight: u32,
+    /// Requests this window that were paced against the learned limit.
+    sent: u64,
+}
+
+/// Shared by all workers of a run.
+pub struct Pacer {
+    share: f64,
+    cap: Option<DefaultDirectRateLimiter>,
+    buckets: [Mutex<BucketState>; 3],
+    learned: Notify,
+    concurrency: AdaptiveConcurrency,
+    requests: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// Held while a request is in flight.
+pub struct Ticket<'a> {
+    pacer: &'a Pacer,
+    bucket: Bucket,
+    _permit: ConcurrencyPermit<'a>,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut st = self.pacer.state(self.bucket);
+        st.in_flight = st.in_flight.saturating_sub(1);
+        drop(st);
+        self.pacer.learned.notify_waiters();
+    }
+}
+
+/// A short human description of why requests are waiting, for progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaceStatus {
+    pub waiting: Option<Duration>,
+    pub limit: Option<u32>,
+    pub concurrency: usize,
+}
+
+const RESET_MARGIN: Duration = Duration::from_millis(250);
+
+impl Pacer {
+    /// `share` is the fraction of each bucket the run may use (0 < share ≤ 1);
+    /// `rate_per_minute` an absolute cap; `concurrency` the most requests in
+    /// flight at once.
+    pub fn new(share: f64, rate_per_minute: Option<NonZeroU32>, concurrency: usize) -> Pacer {
+        let cap = rate_per_minute.map(|rpm| {
+            // One request at a time at the cap's pace; no bursts.
+            RateLimiter::direct(Quota::per_minute(rpm).allow_burst(NonZeroU32::MIN))
+        });
+        Pacer {
+            share: share.clamp(0.01, 1.0),
+            cap,
+            buckets: Default::default(),
+            learned: Notify::new(),
+            concurrency: AdaptiveConcurrency::new(concurrency.max(1)),
+            requests: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    fn state(&self, bucket: Bucket) -> std::sync::MutexGuard<'_, BucketState> {
+        // A poisoned lock only means another worker panicked mid-update of
+        // plain numbers; the numbers are still usable.
+        self.buckets[bucket.index()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until a request to `bucket` may leave, then counts it in flight.
+    pub async fn acquire(&self, bucket: Bucket) -> Ticket<'_> {
+        let permit = self.concurrency.acquire().await;
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut st = self.state(bucket);
+                match self.decide(&mut st, now) {
+                    Decision::Go => {
+                        st.in_flight += 1;
+                        st.sent += 1;
+                        None
+                    }
+                    Decision::Wait(d) => Some(Some(d)),
+                    Decision::AwaitHeaders => Some(None),
+                }
+            };
+            match wait {
+                None => break,
+                Some(Some(d)) => tokio::time::sleep(d).await,
+                Some(None) => {
+                    // The first request of a bucket is out: learn its limit
+                    // before sending more (start gently).
+                    let notified = self.learned.notified();
+                    let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+                }
+            }
+        }
+        if let Some(cap) = &self.cap {
+            cap.until_ready().await;
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Ticket {
+            pacer: self,
+            bucket,
+            _permit: permit,
+        }
+    }
+
+    fn decide(&self, st: &mut BucketState, now: Instant) -> Decision {
+        if let Some(until) = st.paused_until {
+            if until > now {
+                return Decision::Wait(until - now);
+            }
+            st.paused_until = None;
+        }
+        let Some(limit) = st.limit else {
+            return if st.in_flight == 0 {
+                Decision::Go
+            } else {
+                Decision::AwaitHeaders
+            };
+        };
+        let reset_at = st.reset_at.unwrap_or(now);
+        if reset_at <= now {
+            // The window we knew about is over; the next response tells us
+            // about the new one.
+            st.next_slot = None;
+            return if st.in_flight == 0 {
+                Decision::Go
+            } else {
+                Decision::AwaitHeaders
+            };
+        }
+        // Leave the rest of the bucket to the org's other clients: our
+        // budget is what remains above their reserve, less what we already
+        // have in flight (whose answers will lower `remaining`).
+        let reserve = (f64::from(limit) * (1.0 - self.share)).ceil() as u32;
+        let budget = st
+            .remaining
+            .saturating_sub(reserve)
+            .saturating_sub(st.in_flight);
+        if budget == 0 {
+            return Decision::Wait(reset_at - now + RESET_MARGIN);
+        }
+        // Spread the budget evenly over what is left of the window, so the
+        // run never bursts into a 429 whatever the window's length.
+        let spacing = (reset_at - now) / budget;
+        let slot = st.next_slot.unwrap_or(now);
+        if slot > now {
+            return Decision::Wait(slot - now);
+        }
+        st.next_slot = Some(now + spacing);
+        Decision::Go
+    }
+
+    /// Records what a response's headers said.
+    pub fn observe(&self, bucket: Bucket, headers: RateHeaders) {
+        if headers.is_concurrency_limit() {
+            return;
+        }
+        let now = Instant::now();
+        let mut st = self.state(bucket);
+        let reset_at = now + headers.reset_in;
+        let new_window = st
+            .reset_at
+            .is_none_or(|r| reset_at > r + Duration::from_secs(1));
+        if new_window || headers.remaining < st.remaining || st.limit != Some(headers.limit) {
+            st.remaining = headers.remaining;
+        }
+        if new_window {
+            st.sent = 0;
+        }
+        st.limit = Some(headers.limit);
+        st.reset_at = Some(reset_at);
+        drop(st);
+        self.learned.notify_waiters();
+    }
+
+    /// A 429 for the bucket: every worker waits until the reset.
+    pub fn pause_until_reset(&self, bucket: Bucket, headers: Option<RateHeaders>) -> Duration {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        let jitter = Duration::from_millis(rand::random_range(0..250));
+        let wait = headers.map_or(Duration::from_secs(5), |h| h.reset_in) + RESET_MARGIN + jitter;
+        let until = Instant::now() + wait;
+        let mut st = self.state(bucket);
+        st.remaining = 0;
+        st.next_slot = None;
+        if st.paused_until.is_none_or(|p| p < until) {
+            st.paused_until = Some(until);
+        }
+        wait
+    }
+
+    /// A concurrency 429: fewer requests in flight, and a short pause.
+    pub fn too_many_in_flight(&self) -> Duration {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        self.concurrency.lower();
+        Duration::from_millis(500 + rand::random_range(0..500))
+    }
+
+    /// A success: the in-flight limit may creep back up.
+    pub fn succeeded(&self) {
+        self.concurrency.recover();
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// What the progress line shows.
+    pub fn status(&self) -> PaceStatus {
+        let now = Instant::now();
+        let mut waiting = None;
+        let mut limit = None;
+        for b in Bucket::ALL {
+            let st = self.state(b);
+            if let Some(until) = st.paused_until.filter(|u| *u > now) {
+                waiting = Some(waiting.map_or(until - now, |w: Duration| w.max(until - now)));
+            }
+            if b == Bucket::Users {
+                limit = st.limit;
+            }
+        }
+        PaceStatus {
+            waiting,
+            limit,
+            concurrency: self.concurrency.current(),
+        }
+    }
+}
+
+enum Decision {
+    Go,
+    Wait(Duration),
+    AwaitHeaders,
+}
+
+/// A semaphore whose size can shrink when Okta's concurrency limit is hit
+/// and grow back slowly after successes.
+struct AdaptiveConcurrency {
+    sem: Semaphore,
+    max: usize,
+    current: AtomicUsize,
+    /// Permits to retire as soon as they are returned.
+    debt: AtomicUsize,
+    successes: AtomicU64,
+}
+
+struct ConcurrencyPermit<'a> {
+    owner: &'a AdaptiveConcurrency,
+    permit: Option<SemaphorePermit<'a>>,
+}
+
+impl Drop for ConcurrencyPermit<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            let retire = self
+                .owner
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                .is_ok();
+            if retire {
+                permit.forget();
+            }
+        }
+    }
+}
+
+impl AdaptiveConcurrency {
+    fn new(max: usize) -> Self {
+        AdaptiveConcurrency {
+            sem: Semaphore::new(max),
+            max,
+            current: AtomicUsize::new(max),
+            debt: AtomicUsize::new(0),
+            successes: AtomicU64::new(0),
+        }
+    }
+
+    async fn acquire(&self) -> ConcurrencyPermit<'_> {
+        // The semaphore is never closed, so acquire cannot fail; if it ever
+        // did, running without the permit is still bounded by the workers.
+        let permit = self.sem.acquire().await.ok();
+        ConcurrencyPermit {
+            owner: self,
+            permit,
+        }
+    }
+
+    fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    fn lower(&self) {
+        let lowered = self
+            .current
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c > 1).then(|| (c * 2 / 3).max(1))
+            });
+        if let Ok(before) = lowered {
+            let after = (before * 2 / 3).max(1);
+            let cut = before - after;
+            let forgotten = self.sem.forget_permits(cut);
+            self.debt.fetch_add(cut - forgotten, Ordering::AcqRel);
+            self.successes.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn recover(&self) {
+        let n = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
+        let cur = self.current();
+        // Grow by one after a run of successes as long as the current size.
+        if cur < self.max && n >= (cur as u64 * 4).max(8) {
+            self.successes.store(0, Ordering::Relaxed);
+            if self
+                .current
+                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Pay off retirement debt first.
+                let paid = self
+                    .debt
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                    .is_ok();
+                if !paid {
+                    self.sem.add_permits(1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn headers(limit: u32, remaining: u32, reset_from_date: u64) -> HeaderMap {
+        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut h = HeaderMap::new();
+        h.insert("x-rate-limit-limit", HeaderValue::from(limit));
+        h.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
+        h.insert(
+            "x-rate-limit-reset",
+            HeaderValue::from(1_800_000_000 + reset_from_date),
+        );
+        h.insert(
+            "date",
+            HeaderValue::from_str(&httpdate::fmt_http_date(date)).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn reset_is_measured_against_the_server_date_not_the_local_clock() {
+        // The server's Date is years away from the local clock; only the
+        // difference between reset and Date counts.
+        let h = RateHeaders::parse(&headers(100, 0, 7)).unwrap();
+        assert_eq!(h.reset_in, Duration::from_secs(7));
+        assert_eq!(h.limit, 100);
+        assert!(!h.is_concurrency_limit());
+        assert!(
+            RateHeaders::parse(&headers(0, 0, 60))
+                .unwrap()
+                .is_concurrency_limit()
+        );
+    }
+
+    #[test]
+    fn duplicated_reset_header_is_ignored() {
+        let mut h = headers(100, 5, 7);
+        h.insert("x-rate-limit-reset", HeaderValue::from_static("1,2"));
+        assert_eq!(RateHeaders::parse(&h), None);
+    }
+
+    #[tokio::test]
+    async fn budget_exhausted_by_other_clients_waits_for_the_reset() {
+        let pacer = Pacer::new(0.5, None, 4);
+        // Limit 100, half reserved for others, and only 40 remain: no budget.
+        pacer.observe(
+            Bucket::Users,
+            RateHeaders {
+                limit: 100,
+                remaining: 40,
+                reset_in: Duration::from_secs(30),
+            },
+        );
+        let mut st = pacer.state(Bucket::Users);
+        match pacer.decide(&mut st, Instant::now()) {
+            Decision::Wait(d) => assert!(d >= Duration::from_secs(29), "{d:?}"),
+            _ => panic!("expected a wait until the reset"),
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_spread_over_the_window() {
+        let pacer = Pacer::new(1.0, None, 4);
+        pacer.observe(
+            Bucket::Users,
+            RateHeaders {
+                limit: 100,
+                remaining: 10,
+                reset_in: Duration::from_secs(10),
+            },
+        );
+        let now = Instant::now();
+        let mut st = pacer.state(Bucket::Users);
+        assert!(matches!(pacer.decide(&mut st, now), Decision::Go));
+        match pacer.decide(&mut st, now) {
+            // 10 left over 10 s: about one a second.
+            Decision::Wait(d) => {
+                assert!(
+                    d > Duration::from_millis(900) && d <= Duration::from_secs(1),
+                    "{d:?}"
+                )
+            }
+            _ => panic!("second request should wait for its slot"),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrency_limit_lowers_in_flight_and_recovers() {
+        let pacer = Pacer::new(1.0, None, 9);
+        pacer.too_many_in_flight();
+        assert_eq!(pacer.status().concurrency, 6);
+        pacer.too_many_in_flight();
+        assert_eq!(pacer.status().concurrency, 4);
+        for _ in 0..100 {
+            pacer.succeeded();
+        }
+        assert!(pacer.status().concurrency > 4);
+    }
+
+    #[tokio::test]
+    async fn pause_until_reset_holds_every_request_of_the_bucket() {
+        let pacer = Pacer::new(1.0, None, 4);
+        let wait = pacer.pause_until_reset(
+            Bucket::Users,
+            Some(RateHeaders {
+                limit: 100,
+                remaining: 0,
+                reset_in: Duration::from_secs(7),
+            }),
+        );
+        assert!(wait >= Duration::from_secs(7));
+        let mut st = pacer.state(Bucket::Users);
+        assert!(
+            matches!(pacer.decide(&mut st, Instant::now()), Decision::Wait(d) if d >= Duration::from_secs(6))
+        );
+        drop(st);
+        // Other buckets are not held.
+        let mut other = pacer.state(Bucket::UserGet);
+        assert!(matches!(
+            pacer.decide(&mut other, Instant::now()),
+            Decision::Go
+        ));
+        assert_eq!(pacer.throttled(), 1);
+    }
+}
