@@ -204,6 +204,7 @@ fn init_logging(output: &OutputArgs) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(progress::LogWriter::default)
         .try_init();
 }

@@ -672,6 +672,9 @@ pub async fn run(cfg: RunConfig) -> u8 {
         eprint_line(&summary.render(started.elapsed()));
     }
     if let Some(e) = &fatal_err {
+        // A run stopped by Okta's answer is an incomplete run, even when
+        // every row had already started.
+        summary.exit_code = crate::outcome::combine_exit(summary.exit_code, 4);
         eprint_line(&format!("error: the run was stopped: {e}"));
         if let Some(h) = e.hint() {
             eprint_line(&format!("hint: {h}"));

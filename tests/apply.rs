@@ -331,10 +331,11 @@ fn rate_limited_delete_waits_for_the_servers_reset_and_retries() {
 fn bad_token_stops_the_run_with_a_hint_and_never_prints_the_token() {
     let sim = org();
     let run = Run::new();
-    let input = run.write(
-        "in.csv",
-        "user,phone\n00u1abc0000000000011,+12135550211\n00u1abc0000000000013,+12135550213\n",
-    );
+    let mut csv = String::from("user,phone\n");
+    for i in 50..70 {
+        csv.push_str(&format!("00u1abc00000000000{i},+121355502{i}\n"));
+    }
+    let input = run.write("in.csv", &csv);
     let mut c = run.cmd();
     c.env("OKTA_CLIENT_TOKEN", "wrong-token-value-123")
         .args([
@@ -358,7 +359,7 @@ fn bad_token_stops_the_run_with_a_hint_and_never_prints_the_token() {
     assert!(!report.contains("wrong-token-value-123"));
     assert!(sim.writes().is_empty());
     let rep = run.report();
-    assert_eq!(rep.len(), 2);
+    assert_eq!(rep.len(), 20);
     assert!(
         rep.iter().any(|r| r["outcome"] == "not_attempted"),
         "{rep:?}"
@@ -470,6 +471,7 @@ fn concurrency_429s_lower_the_in_flight_count_and_every_row_ends_updated() {
     let sim = Sim::start(
         SimConfig {
             concurrency: 3,
+            rate_limit: 100_000,
             latency: std::time::Duration::from_millis(50),
             ..SimConfig::default()
         },
