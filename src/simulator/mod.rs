@@ -39,8 +39,9 @@
 //! Not modelled: OAuth/DPoP, 403 permission errors, `expand`, `fields`,
 //! `sortBy`, search's eventual consistency, the enrollment policy that can
 //! hide factors, per-user SMS quotas, factor types other than sms/call at
-//! enroll, user creation and lifecycle calls. Texts marked "simulator" in
-//! error causes are ours, not Okta's.
+//! enroll, user creation and lifecycle calls. Error texts that OKTA-API.md
+//! does not quote (e.g. the causes of a malformed enroll body, and the
+//! summaries of `E0000031` and `E0000121`) are our own wording.
 //!
 //! # `org.json`
 //!

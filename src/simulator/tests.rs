@@ -982,3 +982,30 @@ async fn start_rejects_inconsistent_org_data() {
         .unwrap();
     oie.shutdown().await;
 }
+
+#[tokio::test]
+async fn bundled_samples_load_as_their_readme_describes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let org = OrgData::load(&dir.join("org.json")).unwrap();
+    assert_eq!(org.users.len(), 40);
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let sim = Simulator::start(addr, cfg(), org).await.unwrap();
+    let users = sim.users();
+    let status = |n: usize| users[n - 1].status.as_str();
+    assert_eq!(
+        (status(5), status(19), status(21), status(24)),
+        ("DEPROVISIONED", "SUSPENDED", "STAGED", "LOCKED_OUT")
+    );
+    assert!(users[3].factors.is_empty() && users[3].stored_phones[0].verified);
+    assert_eq!(users[12].numbers_of("call"), users[12].numbers_of("sms"));
+    assert_eq!(users[22].factors[0].status, "PENDING_ACTIVATION");
+    assert!(
+        users
+            .iter()
+            .all(|u| u.id.len() == 20 && u.login().ends_with("@example.com"))
+    );
+    sim.shutdown().await;
+
+    let csv = std::fs::read(dir.join("users.csv")).unwrap();
+    assert!(csv.starts_with(b"\xEF\xBB\xBFuser,display_name,new_phone\r\n"));
+}
