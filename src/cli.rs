@@ -31,6 +31,12 @@ pub enum Command {
     Plan(PlanArgs),
     /// Check the CSV offline: no token, no network.
     Validate(ValidateArgs),
+    /// Put the old numbers back for the rows a run updated, from its journal.
+    ///
+    /// Each user whose factor still carries the number the run set gets the
+    /// old number back (as an ACTIVE factor); a user whose number changed
+    /// since is refused (changed_since) unless --force. Writes its own report.
+    Rollback(RollbackArgs),
     /// Serve the built-in Okta simulator on 127.0.0.1 (for trying the tool
     /// and for tests). Prints its base URL as the first line of stdout.
     Simulator(SimulatorArgs),
@@ -163,6 +169,64 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long, short)]
     pub yes: bool,
+
+    /// Continue the stopped run that wrote --report (same input and
+    /// options): rows interrupted between delete and enroll are completed
+    /// first, finished rows are not touched again.
+    #[arg(long, requires = "report")]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The journal of the run to undo (REPORT.journal).
+    #[arg(long, value_name = "FILE")]
+    pub journal: PathBuf,
+
+    /// Okta org URL; defaults to the org in the journal, and must match it.
+    #[arg(long, env = "OKTA_CLIENT_ORGURL", value_name = "URL")]
+    pub org_url: Option<String>,
+
+    /// File holding the API token (else OKTA_CLIENT_TOKEN, OKTA_API_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The rollback's own report (default: a timestamped file).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Show what would be put back; send no writes.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Put the old number back even where the factor no longer carries the
+    /// number the run set (someone changed it since).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// Rows worked at once.
+    #[arg(long, default_value_t = 8, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Absolute cap in requests per minute.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+
+    /// Share of each Okta rate-limit bucket the rollback may use.
+    #[arg(long, default_value = "50%", value_name = "SHARE")]
+    pub rate_share: String,
+
+    /// Seconds before a single request is abandoned.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

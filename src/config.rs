@@ -110,6 +110,8 @@ pub struct RunConfig {
     pub verbose: u8,
     /// `--yes`: no confirmation prompt.
     pub assume_yes: bool,
+    /// `--resume`: continue the run that wrote `report_path`.
+    pub resume: bool,
 }
 
 impl RunConfig {
@@ -175,6 +177,7 @@ pub fn run_config(
         quiet: args.output.quiet,
         verbose: args.output.verbose,
         assume_yes: false,
+        resume: false,
     })
 }
 

@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use crate::config::Mode;
+use crate::journal::{Intent, Journal, OldFactor};
 use crate::okta::FactorType;
 use crate::okta::client::{Client, OktaError};
 use crate::okta::wire::UserFactor;
@@ -46,12 +47,21 @@ pub struct JobResult {
     pub fatal: Option<OktaError>,
 }
 
-/// Runs one row.
-pub async fn run(client: &Client, s: &JobSettings, t: Target) -> JobResult {
+/// Runs one row. With a journal, every delete waits until its intent is
+/// on disk.
+pub async fn run(
+    client: &Client,
+    s: &JobSettings,
+    journal: Option<&Journal>,
+    t: Target,
+) -> JobResult {
     let started = Instant::now();
     let mut job = Job {
         client,
         s,
+        journal,
+        row: t.row,
+        user_raw: t.user_raw.clone(),
         res: RowResult::new(t.row, &t.user_raw, s.factor_type.as_str(), Outcome::Failed),
         fatal: None,
     };
@@ -73,6 +83,9 @@ pub async fn run(client: &Client, s: &JobSettings, t: Target) -> JobResult {
 struct Job<'a> {
     client: &'a Client,
     s: &'a JobSettings,
+    journal: Option<&'a Journal>,
+    row: u64,
+    user_raw: String,
     res: RowResult,
     fatal: Option<OktaError>,
 }
@@ -338,6 +351,31 @@ impl Job<'_> {
         new: &Phone,
         activate: bool,
     ) -> Replaced {
+        if let Some(journal) = self.journal {
+            let intent = Intent {
+                row: self.row,
+                user: self.user_raw.clone(),
+                user_id: user_id.to_string(),
+                login: self.res.login.clone(),
+                old: OldFactor {
+                    id: old.id.clone(),
+                    factor_type: ft.as_str().to_string(),
+                    status: old.status.clone(),
+                    phone: old.phone_number().map(normalize_stored).unwrap_or_default(),
+                    extension: old.phone_extension().map(str::to_string),
+                },
+                new_phone: new.e164.clone(),
+                new_extension: new.extension.clone(),
+                activate,
+            };
+            // No durable record, no delete.
+            if let Err(e) = journal.intent(&intent).await {
+                return Replaced::Untouched(OktaError::local(format!(
+                    "cannot write the journal: {e}"
+                )));
+            }
+            self.res.intent = true;
+        }
         match self
             .client
             .delete_factor(user_id, &old.id, self.s.remove_recovery)
@@ -478,4 +516,127 @@ fn is_phone_factor(f: &UserFactor, ft: FactorType) -> bool {
 /// Okta may store numbers with dashes or spaces; reports hold `+digits`.
 fn normalize_stored(n: &str) -> String {
     format!("+{}", phone::digits(n))
+}
+
+/// Completes a row that a stopped run left between its intent and its end
+/// (OKTA-API.md's delete-then-enroll gap). `None` when the old factor is
+/// still there: nothing happened, and the row simply runs again.
+pub async fn recover(
+    client: &Client,
+    s: &JobSettings,
+    journal: &Journal,
+    intent: &Intent,
+) -> Option<JobResult> {
+    let started = Instant::now();
+    let ft = if intent.old.factor_type == FactorType::Call.as_str() {
+        FactorType::Call
+    } else {
+        FactorType::Sms
+    };
+    let mut job = Job {
+        client,
+        s,
+        journal: Some(journal),
+        row: intent.row,
+        user_raw: intent.user.clone(),
+        res: RowResult::new(intent.row, &intent.user, ft.as_str(), Outcome::Failed),
+        fatal: None,
+    };
+    job.res.user_id.clone_from(&intent.user_id);
+    job.res.login.clone_from(&intent.login);
+    job.res.old_phone.clone_from(&intent.old.phone);
+    job.res.new_phone.clone_from(&intent.new_phone);
+    job.res.old_factor_id.clone_from(&intent.old.id);
+    job.res.intent = true;
+    let factors = match job.list(&intent.user_id).await {
+        Ok(f) => f,
+        Err(e) => {
+            job.res.note("resume: could not list the factors of a row interrupted mid-change; run --resume again");
+            let out = job.fail(e, Outcome::Failed);
+            job.res.outcome = out;
+            return Some(JobResult {
+                result: job.res,
+                fatal: job.fatal,
+            });
+        }
+    };
+    if factors.iter().any(|f| f.id == intent.old.id) {
+        return None;
+    }
+    let new = Phone {
+        e164: intent.new_phone.clone(),
+        extension: intent.new_extension.clone(),
+    };
+    let on = |number: &str| {
+        factors
+            .iter()
+            .find(|f| {
+                is_phone_factor(f, ft)
+                    && f.phone_number()
+                        .is_some_and(|n| phone::same_number(n, number))
+            })
+            .cloned()
+    };
+    job.res.outcome = if let Some(f) = on(&new.e164) {
+        job.accept_new(&f, &new, intent.activate);
+        job.res.note("resume: the interrupted change had completed");
+        Outcome::Updated
+    } else if let Some(f) = on(&intent.old.phone) {
+        // Put back by an earlier attempt; the new number never made it.
+        job.res.new_factor_id.clone_from(&f.id);
+        job.res.new_factor_status.clone_from(&f.status);
+        job.res
+            .note("resume: the old number is in place; the new one was not enrolled");
+        Outcome::FailedRestored
+    } else {
+        job.res
+            .note("resume: completing a change interrupted between delete and enroll");
+        match job
+            .enroll(
+                &intent.user_id,
+                ft,
+                &new.e164,
+                new.extension.as_deref(),
+                intent.activate,
+            )
+            .await
+        {
+            Ok(f) => {
+                job.accept_new(&f, &new, intent.activate);
+                Outcome::Updated
+            }
+            Err(err) => {
+                let old_active = intent.old.status == "ACTIVE";
+                match job
+                    .enroll(
+                        &intent.user_id,
+                        ft,
+                        &intent.old.phone,
+                        intent.old.extension.as_deref(),
+                        old_active,
+                    )
+                    .await
+                {
+                    Ok(f) => {
+                        job.res.new_factor_id.clone_from(&f.id);
+                        job.res.new_factor_status.clone_from(&f.status);
+                        job.res
+                            .note("the new number was refused; the old number was put back");
+                        job.fail(err, Outcome::FailedRestored)
+                    }
+                    Err(_) => {
+                        job.res.note(format!(
+                            "the new number was refused and the old number could not be put back: the user has NO {ft} factor now"
+                        ));
+                        job.fail(err, Outcome::FailedUnrestored)
+                    }
+                }
+            }
+        }
+    };
+    job.res.elapsed_ms = started.elapsed().as_millis() as u64;
+    Some(JobResult {
+        result: job.res,
+        fatal: job.fatal,
+    })
 }

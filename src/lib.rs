@@ -8,12 +8,15 @@ pub mod cli;
 pub mod config;
 pub mod input;
 pub mod job;
+pub mod journal;
+pub mod lock;
 pub mod okta;
 pub mod outcome;
 pub mod pacer;
 pub mod phone;
 pub mod progress;
 pub mod report;
+pub mod rollback;
 pub mod runner;
 pub mod simulator;
 
@@ -33,6 +36,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan(p) => p.run.output.clone(),
         Command::Validate(v) => v.output.clone(),
         Command::Demo(d) => d.output.clone(),
+        Command::Rollback(r) => r.output.clone(),
         Command::Simulator(_) => OutputArgs {
             quiet: false,
             verbose: 0,
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> u8 {
                 match config::run_config(&a.run, Mode::Apply { activate: a.activate }, &env) {
                     Ok(mut cfg) => {
                         cfg.assume_yes = a.yes;
+                        cfg.resume = a.resume;
                         runner::run(cfg).await
                     }
                     Err(e) => config_failed(&e),
@@ -104,6 +109,7 @@ pub fn run(cli: Cli) -> u8 {
                     }
                 }
             }
+            Command::Rollback(r) => rollback::run(r, &env).await,
             Command::Demo(d) => demo(&d.samples, d.report, d.latency_ms, &d.output).await,
         }
     })
@@ -134,8 +140,11 @@ async fn demo(
         }
     };
     let token = "demo-token";
+    // A generous limit so the demo takes seconds; the tool still paces
+    // itself by the headers as it would against Okta.
     let sim_cfg = simulator::SimConfig {
         token: Some(token.to_string()),
+        rate_limit: 3000,
         latency: Duration::from_millis(latency_ms),
         ..Default::default()
     };

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 /// The fate of one input row. The names are part of the tool's contract:
 /// reports, summaries and scripts depend on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Updated,
@@ -71,6 +73,10 @@ impl Outcome {
             Outcome::FailedUnrestored => "failed_unrestored",
             Outcome::NotAttempted => "not_attempted",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 
     /// The exit code this outcome asks for on its own.
@@ -144,6 +150,9 @@ pub struct RowResult {
     pub attempts: u32,
     pub error: OktaErrorInfo,
     pub elapsed_ms: u64,
+    /// The row journaled an intent (it deleted, or was about to delete, a
+    /// factor): its end goes in the journal too.
+    pub intent: bool,
 }
 
 impl RowResult {
@@ -166,6 +175,7 @@ impl RowResult {
             attempts: 0,
             error: OktaErrorInfo::default(),
             elapsed_ms: 0,
+            intent: false,
         }
     }
 

@@ -62,6 +62,13 @@ impl ReportWriter {
         Ok(ReportWriter { csv })
     }
 
+    /// Continues an existing report (`--resume`): no second header.
+    pub fn append(path: &Path) -> io::Result<ReportWriter> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        let csv = csv::WriterBuilder::new().from_writer(BufWriter::new(file));
+        Ok(ReportWriter { csv })
+    }
+
     pub fn write(&mut self, r: &RowResult) -> io::Result<()> {
         let causes = r.error.error_causes.join(" | ");
         let record: [&str; 20] = [
@@ -104,6 +111,80 @@ impl ReportWriter {
         let file = inner.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()
     }
+}
+
+/// Rewrites the report with one line per row, in row order, the last line
+/// of a row winning; returns the counts of the result. The new file
+/// replaces the old one atomically, so a kill here loses nothing. Memory:
+/// 16 bytes a row.
+pub fn compact(path: &Path) -> io::Result<Summary> {
+    let len = std::fs::metadata(path)?.len();
+    let mut rdr = csv::Reader::from_path(path).map_err(io::Error::other)?;
+    let header_end = {
+        rdr.byte_headers().map_err(io::Error::other)?;
+        rdr.position().byte()
+    };
+    // (start, outcome) of the last line of each row, by row - 1.
+    let mut last: Vec<Option<(u64, Outcome)>> = Vec::new();
+    let mut starts: Vec<u64> = Vec::new();
+    let mut rec = csv::ByteRecord::new();
+    while rdr.read_byte_record(&mut rec).map_err(io::Error::other)? {
+        let start = rec.position().map_or(0, |p| p.byte());
+        starts.push(start);
+        let row = std::str::from_utf8(rec.get(0).unwrap_or_default())
+            .ok()
+            .and_then(|r| r.parse::<u64>().ok())
+            .filter(|r| *r > 0);
+        let outcome = std::str::from_utf8(rec.get(8).unwrap_or_default())
+            .ok()
+            .and_then(Outcome::parse);
+        if let (Some(row), Some(outcome)) = (row, outcome) {
+            let i = (row - 1) as usize;
+            if last.len() <= i {
+                last.resize(i + 1, None);
+            }
+            last[i] = Some((start, outcome));
+        }
+    }
+    starts.sort_unstable();
+    let end_of = |start: u64| -> u64 {
+        match starts.binary_search(&start) {
+            Ok(i) => starts.get(i + 1).copied().unwrap_or(len),
+            Err(_) => len,
+        }
+    };
+    let mut src = File::open(path)?;
+    let tmp = {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".tmp");
+        std::path::PathBuf::from(p)
+    };
+    let _ = std::fs::remove_file(&tmp);
+    let mut out = BufWriter::new(create_private(&tmp)?);
+    let mut summary = Summary::new("");
+    let mut copy = |from: u64, to: u64, out: &mut BufWriter<File>| -> io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        src.seek(SeekFrom::Start(from))?;
+        let mut buf = Vec::new();
+        (&mut src).take(to - from).read_to_end(&mut buf)?;
+        if !buf.ends_with(b"\n") {
+            buf.push(b'\n');
+        }
+        out.write_all(&buf)
+    };
+    copy(0, header_end, &mut out)?;
+    for (i, entry) in last.iter().enumerate() {
+        if let Some((start, outcome)) = entry {
+            copy(*start, end_of(*start), &mut out)?;
+            let mut r = RowResult::new(i as u64 + 1, "", "", *outcome);
+            r.outcome = *outcome;
+            summary.count(&r);
+        }
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(summary)
 }
 
 /// A cell that starts with `=`, `+`, `-`, `@`, tab or CR would be read as
@@ -239,6 +320,42 @@ mod tests {
         assert!(
             ReportWriter::create(&path).is_err(),
             "an existing report must not be overwritten"
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_the_last_line_of_each_row_in_row_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ReportWriter::create(&path).unwrap();
+        let mut r2 = RowResult::new(2, "b", "sms", Outcome::NotAttempted);
+        r2.detail = "multi\nline \"quoted\"".into();
+        w.write(&r2).unwrap();
+        w.write(&RowResult::new(1, "a", "sms", Outcome::Updated))
+            .unwrap();
+        w.finish().unwrap();
+        let mut w = ReportWriter::append(&path).unwrap();
+        w.write(&RowResult::new(2, "b", "sms", Outcome::Unchanged))
+            .unwrap();
+        w.finish().unwrap();
+        let s = compact(&path).unwrap();
+        assert_eq!(s.rows, 2);
+        assert_eq!(s.get(Outcome::Unchanged), 1);
+        assert_eq!(s.get(Outcome::NotAttempted), 0);
+        let mut rdr = csv::Reader::from_path(&path).unwrap();
+        let rows: Vec<(String, String)> = rdr
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[0].to_string(), r[8].to_string())
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("1".into(), "updated".into()),
+                ("2".into(), "unchanged".into())
+            ]
         );
     }
 

@@ -22,6 +22,8 @@ use tokio::sync::{Mutex, mpsc};
 use crate::config::{Mode, RunConfig};
 use crate::input::{InputError, InputOptions, InputReader, InputRow, RowRequest, UserRef};
 use crate::job::{self, JobSettings, Target};
+use crate::journal::{self, Journal, RunHeader};
+use crate::lock::{LockError, RunLock};
 use crate::okta::client::{Client, ClientConfig, OktaError};
 use crate::outcome::{Outcome, RowResult};
 use crate::pacer::Pacer;
@@ -423,6 +425,123 @@ fn dispatch(row: InputRow, index: &Index, ft: &str, stopped: bool) -> Dispatch {
     })
 }
 
+/// What a resumed run takes over from the stopped one.
+#[derive(Default)]
+struct Resume {
+    /// Rows already finished (by data row number - 1).
+    finished: Vec<bool>,
+    /// Rows the journal finished but the report missed (killed between).
+    missing_lines: Vec<RowResult>,
+    /// Rows stopped between their intent and their end.
+    open: Vec<crate::journal::Intent>,
+}
+
+impl Resume {
+    fn is_finished(&self, row: u64) -> bool {
+        self.finished
+            .get((row - 1) as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn mark(&mut self, row: u64) {
+        let i = (row - 1) as usize;
+        if self.finished.len() <= i {
+            self.finished.resize(i + 1, false);
+        }
+        self.finished[i] = true;
+    }
+}
+
+/// Checks what a run may do with its report, journal and lock, and for
+/// `--resume` reads what the stopped run left.
+fn prepare_files(cfg: &RunConfig, header: &RunHeader) -> Result<Option<Resume>, String> {
+    let journal_path = journal::path_for(&cfg.report_path);
+    if !cfg.resume {
+        if journal_path.exists() {
+            return Err(format!(
+                "an earlier run left {}: continue it with `--resume --report {}` (same input and options), or choose another --report",
+                journal_path.display(),
+                cfg.report_path.display()
+            ));
+        }
+        if cfg.report_path.exists() {
+            return Err(format!(
+                "the report {} exists already; reports are never overwritten: choose another --report",
+                cfg.report_path.display()
+            ));
+        }
+        return Ok(None);
+    }
+    if !cfg.mode.writes() {
+        return Err("--resume is for apply; a plan is simply run again".into());
+    }
+    let st = journal::read(&journal_path)
+        .map_err(|e| format!("--resume needs the journal {}: {e}", journal_path.display()))?;
+    match &st.header {
+        Some(h) if h == header => {}
+        Some(h) => {
+            let mut diffs = Vec::new();
+            if h.input_hash != header.input_hash || h.input_len != header.input_len {
+                diffs.push(format!(
+                    "the input file differs from the one the run started with ({})",
+                    h.input
+                ));
+            }
+            if h.org_url != header.org_url {
+                diffs.push(format!("the org was {}", h.org_url));
+            }
+            if h.factor_type != header.factor_type {
+                diffs.push(format!("the factor type was {}", h.factor_type));
+            }
+            if h.activate != header.activate {
+                diffs.push(format!(
+                    "the run used {}",
+                    if h.activate {
+                        "--activate"
+                    } else {
+                        "--send-code"
+                    }
+                ));
+            }
+            return Err(format!("cannot resume: {}", diffs.join("; ")));
+        }
+        None => {
+            return Err(format!(
+                "{} has no run header; it is not a journal",
+                journal_path.display()
+            ));
+        }
+    }
+    let mut resume = Resume::default();
+    if cfg.report_path.exists() {
+        let mut rdr = csv::Reader::from_path(&cfg.report_path)
+            .map_err(|e| format!("cannot read the report {}: {e}", cfg.report_path.display()))?;
+        for rec in rdr.records().flatten() {
+            let (Some(row), Some(outcome)) =
+                (rec.get(0).and_then(|r| r.parse::<u64>().ok()), rec.get(8))
+            else {
+                continue;
+            };
+            if row > 0 && outcome != Outcome::NotAttempted.as_str() {
+                resume.mark(row);
+            }
+        }
+    }
+    for (row, done) in st.done {
+        if !resume.is_finished(row) {
+            resume.missing_lines.push(RowResult::from(done));
+            resume.mark(row);
+        }
+    }
+    resume.open = st
+        .open
+        .into_values()
+        .filter(|i| !resume.is_finished(i.row))
+        .collect();
+    Ok(Some(resume))
+}
+
 /// Runs `apply` or `plan`. Returns the exit code.
 pub async fn run(cfg: RunConfig) -> u8 {
     let started = Instant::now();
@@ -449,6 +568,50 @@ pub async fn run(cfg: RunConfig) -> u8 {
             return EXIT_USAGE;
         }
     };
+
+    // Check the whole file before anything else, so a bad file stops the
+    // run before the first request.
+    if let Err(e) = InputReader::open(&cfg.input_path, &cfg.input) {
+        eprint_line(&format!("error: {e}"));
+        return EXIT_USAGE;
+    }
+    let _lock = match RunLock::acquire(&cfg.report_path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprint_line(&format!("error: {e}"));
+            if matches!(e, LockError::Held { .. }) {
+                eprint_line(
+                    "hint: wait for that run to end; a lock left by a process that is gone is removed automatically",
+                );
+            }
+            return EXIT_USAGE;
+        }
+    };
+    let header = match journal::fingerprint(&cfg.input_path) {
+        Ok((input_len, input_hash)) => RunHeader {
+            input: cfg.input_path.display().to_string(),
+            input_len,
+            input_hash,
+            org_url: cfg.org_url.to_string(),
+            factor_type: cfg.factor_type().as_str().to_string(),
+            activate: cfg.mode.activate(),
+        },
+        Err(e) => {
+            eprint_line(&format!(
+                "error: cannot read {}: {e}",
+                cfg.input_path.display()
+            ));
+            return EXIT_USAGE;
+        }
+    };
+    let mut resume = match prepare_files(&cfg, &header) {
+        Ok(r) => r,
+        Err(msg) => {
+            eprint_line(&format!("error: {msg}"));
+            return EXIT_USAGE;
+        }
+    };
+
     tracing::info!(
         command,
         org = %cfg.org_url,
@@ -458,18 +621,13 @@ pub async fn run(cfg: RunConfig) -> u8 {
         concurrency = cfg.concurrency,
         rate_share = cfg.rate_share,
         rate_cap = cfg.rate_per_minute.map(|r| r.get()),
+        resume = cfg.resume,
         "run starting"
     );
 
     let stop = Arc::new(AtomicBool::new(false));
     let fatal = Arc::new(std::sync::Mutex::new(None::<OktaError>));
 
-    // Check the whole file before anything else, so a bad file stops the
-    // run before the first request.
-    if let Err(e) = InputReader::open(&cfg.input_path, &cfg.input) {
-        eprint_line(&format!("error: {e}"));
-        return EXIT_USAGE;
-    }
     let (index, total) = match index_pass(&cfg, &client, &stop, &fatal).await {
         Ok(x) => x,
         Err(e) => {
@@ -479,26 +637,47 @@ pub async fn run(cfg: RunConfig) -> u8 {
     };
 
     if let Mode::Apply { activate } = cfg.mode
+        && resume.is_none()
         && !confirm(&cfg, total, activate)
     {
         eprint_line("aborted: nothing was changed");
         return EXIT_USAGE;
     }
 
-    let mut report = match ReportWriter::create(&cfg.report_path) {
+    let opened = if resume.is_some() {
+        ReportWriter::append(&cfg.report_path)
+    } else {
+        ReportWriter::create(&cfg.report_path)
+    };
+    let mut report = match opened {
         Ok(r) => r,
         Err(e) => {
             eprint_line(&format!(
-                "error: cannot create the report {}: {e}",
+                "error: cannot open the report {}: {e}",
                 cfg.report_path.display()
             ));
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                eprint_line(
-                    "hint: the report file exists already; choose another --report path (reports are never overwritten)",
-                );
-            }
             return EXIT_USAGE;
         }
+    };
+    let journal = if cfg.mode.writes() {
+        let path = journal::path_for(&cfg.report_path);
+        let opened = if resume.is_some() {
+            Journal::reopen(&path, &header)
+        } else {
+            Journal::create(&path, &header)
+        };
+        match opened {
+            Ok(j) => Some(j),
+            Err(e) => {
+                eprint_line(&format!(
+                    "error: cannot write the journal {}: {e}",
+                    path.display()
+                ));
+                return EXIT_USAGE;
+            }
+        }
+    } else {
+        None
     };
     if !cfg.quiet {
         eprint_line(&format!("report: {}", cfg.report_path.display()));
@@ -511,9 +690,28 @@ pub async fn run(cfg: RunConfig) -> u8 {
         remove_recovery: cfg.remove_recovery,
         also_call: cfg.also_call,
     };
+    let (res_tx, mut res_rx) = mpsc::channel::<RowResult>(1024);
+
+    // A resume first finishes what the stopped run left half done.
+    if let (Some(resume), Some(journal)) = (resume.as_mut(), journal.as_ref()) {
+        for r in std::mem::take(&mut resume.missing_lines) {
+            if let Err(e) = report.write(&r) {
+                eprint_line(&format!("error: writing the report failed: {e}"));
+                return 4;
+            }
+        }
+        for intent in std::mem::take(&mut resume.open) {
+            if let Some(out) = job::recover(&client, &settings, journal, &intent).await {
+                tracing::info!(row = intent.row, outcome = %out.result.outcome, "resume: interrupted row settled");
+                resume.mark(intent.row);
+                let _ = res_tx.send(out.result).await;
+            }
+        }
+    }
+    let resume = Arc::new(resume.unwrap_or_default());
+
     let (work_tx, work_rx) = mpsc::channel::<Target>(cfg.concurrency * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (res_tx, mut res_rx) = mpsc::channel::<RowResult>(1024);
     // 403 E0000006 before any row succeeded means the token has no admin
     // role for these users at all: stop rather than fail every row.
     let any_success = Arc::new(AtomicBool::new(false));
@@ -526,6 +724,7 @@ pub async fn run(cfg: RunConfig) -> u8 {
         let stop = stop.clone();
         let fatal = fatal.clone();
         let any_success = any_success.clone();
+        let journal = journal.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let next = work_rx.lock().await.recv().await;
@@ -543,24 +742,25 @@ pub async fn run(cfg: RunConfig) -> u8 {
                     r.detail = "the run stopped before this row".into();
                     r
                 } else {
-                    let out = job::run(&client, &settings, target).await;
+                    let out = job::run(&client, &settings, journal.as_ref(), target).await;
                     let first_denied = !any_success.load(Ordering::SeqCst)
                         && out.result.error.http_status == Some(403)
                         && out.result.error.error_code == "E0000006";
-                    if let Some(e) = out.fatal.clone().or_else(|| {
-                        first_denied.then(|| OktaError {
-                            kind: crate::okta::client::FailureKind::Status,
-                            status: Some(403),
-                            body: Some(crate::okta::wire::ErrorBody {
+                    let stopping = out.fatal.clone().or_else(|| {
+                        first_denied.then(|| {
+                            let mut e = OktaError::local(out.result.error.error_summary.clone());
+                            e.kind = crate::okta::client::FailureKind::Status;
+                            e.status = Some(403);
+                            e.request_id.clone_from(&out.result.error.request_id);
+                            e.body = Some(crate::okta::wire::ErrorBody {
                                 error_code: "E0000006".into(),
                                 error_summary: out.result.error.error_summary.clone(),
                                 ..Default::default()
-                            }),
-                            request_id: out.result.error.request_id.clone(),
-                            message: String::new(),
-                            attempts: 0,
+                            });
+                            e
                         })
-                    }) {
+                    });
+                    if let Some(e) = stopping {
                         stop.store(true, Ordering::SeqCst);
                         let mut f = fatal.lock().unwrap_or_else(|e| e.into_inner());
                         if f.is_none() {
@@ -583,13 +783,14 @@ pub async fn run(cfg: RunConfig) -> u8 {
         let res_tx = res_tx.clone();
         let ft = cfg.factor_type().as_str();
         let rx = spawn_reader(&cfg.input_path, &cfg.input);
+        let resume = resume.clone();
         tokio::spawn(async move {
-            let mut rx = match rx {
-                Ok(rx) => rx,
-                Err(e) => return Err(e),
-            };
+            let mut rx = rx?;
             while let Some(item) = rx.recv().await {
                 let row = item?;
+                if resume.is_finished(row.row) {
+                    continue;
+                }
                 match dispatch(row, &index, ft, stop.load(Ordering::SeqCst)) {
                     Dispatch::Done(r) => {
                         if res_tx.send(r).await.is_err() {
@@ -603,7 +804,7 @@ pub async fn run(cfg: RunConfig) -> u8 {
                     }
                 }
             }
-            Ok(())
+            Ok::<(), InputError>(())
         })
     };
     drop(res_tx);
@@ -613,13 +814,18 @@ pub async fn run(cfg: RunConfig) -> u8 {
     let mut progress = Progress::new(total, cfg.quiet);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut interrupts = 0u32;
+    let mut term = terminate_signal();
     let plan_table = !cfg.mode.writes();
     let mut report_error = None;
     loop {
-        tokio::select! {
+        let signal = tokio::select! {
             r = res_rx.recv() => {
                 let Some(r) = r else { break };
-                if let Err(e) = report.write(&r)
+                let written = report.write(&r).and_then(|()| match (&journal, r.intent) {
+                    (Some(j), true) => j.done(&r),
+                    _ => Ok(()),
+                });
+                if let Err(e) = written
                     && report_error.is_none()
                 {
                     report_error = Some(e);
@@ -631,20 +837,29 @@ pub async fn run(cfg: RunConfig) -> u8 {
                 log_row(&r);
                 summary.count(&r);
                 progress.update(&summary, &pacer.status(), pacer.requests());
+                false
             }
             _ = tick.tick() => {
                 progress.update(&summary, &pacer.status(), pacer.requests());
+                false
             }
-            _ = tokio::signal::ctrl_c() => {
-                interrupts += 1;
-                if interrupts == 1 {
-                    stop.store(true, Ordering::SeqCst);
-                    summary.interrupted = true;
-                    eprint_line("interrupted: finishing the rows in flight (never between delete and enroll); press Ctrl-C again to exit at once");
-                } else {
-                    eprint_line("second interrupt: exiting now; rows in flight may be incomplete, see the report");
-                    std::process::exit(4);
-                }
+            _ = tokio::signal::ctrl_c() => true,
+            _ = term.recv() => true,
+        };
+        if signal {
+            interrupts += 1;
+            if interrupts == 1 {
+                stop.store(true, Ordering::SeqCst);
+                summary.interrupted = true;
+                eprint_line(
+                    "interrupted: finishing the rows in flight (never between delete and enroll); interrupt again to exit at once",
+                );
+            } else {
+                eprint_line(&format!(
+                    "second interrupt: exiting now; the journal keeps any row in flight safe: `--resume --report {}` completes it",
+                    cfg.report_path.display()
+                ));
+                std::process::exit(4);
             }
         }
     }
@@ -660,6 +875,24 @@ pub async fn run(cfg: RunConfig) -> u8 {
     if let Err(e) = report.finish() {
         report_error.get_or_insert(e);
     }
+    // One line per row, in input order: the last line of a row wins (a
+    // resume re-does rows an earlier run reported not_attempted).
+    if report_error.is_none() {
+        match crate::report::compact(&cfg.report_path) {
+            Ok(full) if cfg.resume => {
+                let (requests, throttled) = (summary.requests, summary.throttled);
+                let interrupted = summary.interrupted;
+                summary = full;
+                summary.command = command.into();
+                summary.report = Some(cfg.report_path.display().to_string());
+                summary.requests = requests;
+                summary.throttled = throttled;
+                summary.interrupted = interrupted;
+            }
+            Ok(_) => {}
+            Err(e) => report_error = Some(e),
+        }
+    }
 
     summary.requests = pacer.requests();
     summary.throttled = pacer.throttled();
@@ -667,38 +900,81 @@ pub async fn run(cfg: RunConfig) -> u8 {
     let fatal_err = fatal.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(e) = &fatal_err {
         summary.stopped_by = Some(e.to_string());
+        // A run stopped by Okta's answer is an incomplete run, even when
+        // every row had already started.
+        summary.exit_code = crate::outcome::combine_exit(summary.exit_code, 4);
+    }
+    if summary.interrupted {
+        summary.exit_code = crate::outcome::combine_exit(summary.exit_code, 4);
+    }
+    if report_error.is_some() || input_failed.is_some() {
+        summary.exit_code = crate::outcome::combine_exit(summary.exit_code, 4);
     }
     if !cfg.quiet || summary.exit_code != 0 {
         eprint_line(&summary.render(started.elapsed()));
     }
     if let Some(e) = &fatal_err {
-        // A run stopped by Okta's answer is an incomplete run, even when
-        // every row had already started.
-        summary.exit_code = crate::outcome::combine_exit(summary.exit_code, 4);
         eprint_line(&format!("error: the run was stopped: {e}"));
         if let Some(h) = e.hint() {
             eprint_line(&format!("hint: {h}"));
         }
     }
-    if summary.interrupted {
-        eprint_line(
-            "the run was interrupted; rows not started are reported not_attempted: run again with a new --report for those rows",
-        );
+    if let Some(e) = &report_error {
+        eprint_line(&format!("error: writing the report or journal failed: {e}"));
+    }
+    if let Some(e) = &input_failed {
+        eprint_line(&format!("error: reading the input failed midway: {e}"));
+    }
+    if cfg.mode.writes() && summary.get(Outcome::NotAttempted) > 0 {
+        eprint_line(&format!(
+            "to finish the rows not attempted: okta-phone-migrate apply --resume --report {} (same input and options)",
+            cfg.report_path.display()
+        ));
     }
     if let Some(path) = &cfg.summary_json
         && let Err(e) = summary.write_json(path)
     {
         eprint_line(&format!("error: cannot write {}: {e}", path.display()));
     }
-    if let Some(e) = report_error {
-        eprint_line(&format!("error: writing the report failed: {e}"));
-        return crate::outcome::combine_exit(summary.exit_code, 4);
-    }
-    if let Some(e) = input_failed {
-        eprint_line(&format!("error: reading the input failed midway: {e}"));
-        return crate::outcome::combine_exit(summary.exit_code, 4);
-    }
     summary.exit_code
+}
+
+#[cfg(unix)]
+fn terminate_signal() -> impl SignalStream {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGTERM cannot be caught; it will end the run without a clean stop");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate_signal() -> impl SignalStream {
+    None::<()>
+}
+
+/// A signal source that may be missing.
+trait SignalStream {
+    async fn recv(&mut self) -> Option<()>;
+}
+
+#[cfg(unix)]
+impl SignalStream for Option<tokio::signal::unix::Signal> {
+    async fn recv(&mut self) -> Option<()> {
+        match self {
+            Some(s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+impl SignalStream for Option<()> {
+    async fn recv(&mut self) -> Option<()> {
+        std::future::pending().await
+    }
 }
 
 /// Asks before writing, on a terminal only.
@@ -757,21 +1033,43 @@ fn plan_line(r: &RowResult) -> String {
 }
 
 fn log_row(r: &RowResult) {
-    match r.outcome.exit_code() {
-        0 => tracing::debug!(row = r.row, outcome = %r.outcome, "row done"),
-        _ if r.outcome == Outcome::NotAttempted => {}
-        _ => tracing::warn!(
-            row = r.row,
-            outcome = %r.outcome,
-            user_id = %r.user_id,
-            http_status = r.error.http_status,
-            error_code = %r.error.error_code,
-            request_id = %r.error.request_id,
-            old = %phone::mask(&r.old_phone),
-            new = %phone::mask(&r.new_phone),
-            detail = %r.detail,
-            "row not done"
-        ),
+    if r.outcome.exit_code() == 0 || r.outcome == Outcome::NotAttempted {
+        tracing::debug!(row = r.row, outcome = %r.outcome, "row done");
+        return;
+    }
+    // One line per failed row: what, why, and what Okta Support needs.
+    let mut line = format!("row {} {}", r.row, r.outcome);
+    if !r.user_id.is_empty() {
+        line.push_str(&format!(" user {}", r.user_id));
+    }
+    if !r.old_phone.is_empty() || !r.new_phone.is_empty() {
+        line.push_str(&format!(
+            " ({} -> {})",
+            if r.old_phone.is_empty() {
+                "-".into()
+            } else {
+                phone::mask(&r.old_phone)
+            },
+            if r.new_phone.is_empty() {
+                "-".into()
+            } else {
+                phone::mask(&r.new_phone)
+            }
+        ));
+    }
+    line.push_str(": ");
+    line.push_str(&r.detail);
+    if let Some(status) = r.error.http_status {
+        line.push_str(&format!(" [HTTP {status} {}", r.error.error_code));
+        if !r.error.request_id.is_empty() {
+            line.push_str(&format!(", request id {}", r.error.request_id));
+        }
+        line.push(']');
+    }
+    if r.outcome == Outcome::FailedUnrestored {
+        tracing::error!("{line}");
+    } else {
+        tracing::warn!("{line}");
     }
 }
 

@@ -158,10 +158,12 @@ fn rerunning_a_finished_csv_changes_nothing() {
     assert_eq!(ops, ["GET", "DELETE", "POST"]);
 
     sim.clear_requests();
-    std::fs::remove_file(run.path("report.csv")).unwrap();
-    let out = run.tool("apply", &sim, &input, &["--activate"]);
-    assert_eq!(code(&out), 0);
-    assert_eq!(run.report()[0]["outcome"], "unchanged");
+    let out = run.tool_to("second.csv", "apply", &sim, &input, &["--activate"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        read_report(&run.path("second.csv"))[0]["outcome"],
+        "unchanged"
+    );
     assert!(sim.writes().is_empty());
     assert_eq!(
         sim.requests().len(),

@@ -45,6 +45,8 @@ pub enum FailureKind {
     Transport,
     /// A success status with a body the tool could not read.
     Decode,
+    /// Stopped on this side before sending (journal, read-only mode).
+    Local,
 }
 
 /// A failed request, with everything Okta Support needs.
@@ -83,7 +85,19 @@ impl OktaError {
         match self.kind {
             FailureKind::Timeout | FailureKind::Transport => true,
             FailureKind::Status => self.status.is_some_and(|s| s >= 500),
-            FailureKind::Connect | FailureKind::Decode => false,
+            FailureKind::Connect | FailureKind::Decode | FailureKind::Local => false,
+        }
+    }
+
+    /// A failure on this side: nothing was sent.
+    pub fn local(message: impl Into<String>) -> OktaError {
+        OktaError {
+            kind: FailureKind::Local,
+            status: None,
+            body: None,
+            request_id: String::new(),
+            message: message.into(),
+            attempts: 0,
         }
     }
 
@@ -273,14 +287,9 @@ impl Client {
     ) -> Result<Reply<()>, OktaError> {
         if factor_id.is_empty() {
             // `DELETE .../factors/` is a different endpoint; never send it.
-            return Err(OktaError {
-                kind: FailureKind::Connect,
-                status: None,
-                body: None,
-                request_id: String::new(),
-                message: "refusing to delete a factor with an empty id".into(),
-                attempts: 0,
-            });
+            return Err(OktaError::local(
+                "refusing to delete a factor with an empty id",
+            ));
         }
         let mut url = self.users_url(&[user_id, "factors", factor_id]);
         if remove_recovery {
@@ -380,14 +389,9 @@ impl Client {
     ) -> Result<RawReply, OktaError> {
         if self.read_only && method != Method::GET {
             // The dry-run guarantee lives here, below every caller.
-            return Err(OktaError {
-                kind: FailureKind::Connect,
-                status: None,
-                body: None,
-                request_id: String::new(),
-                message: format!("{method} refused: this run is read-only"),
-                attempts: 0,
-            });
+            return Err(OktaError::local(format!(
+                "{method} refused: this run is read-only"
+            )));
         }
         let mut attempts = 0u32;
         let mut throttled = 0u32;
@@ -516,7 +520,7 @@ impl Client {
                 FailureKind::Connect => true,
                 FailureKind::Status => err.status.is_some_and(|s| s >= 500),
                 FailureKind::Timeout | FailureKind::Transport => true,
-                FailureKind::Decode => false,
+                FailureKind::Decode | FailureKind::Local => false,
             };
             let may_repeat = repeat == Repeat::Safe || !err.outcome_unknown();
             failures += 1;

@@ -138,7 +138,18 @@ impl Run {
 
     /// `apply` (or `plan`) with the usual flags and extra ones.
     pub fn tool(&self, command: &str, sim: &Sim, input: &Path, extra: &[&str]) -> Output {
-        let report = self.path("report.csv");
+        self.tool_to("report.csv", command, sim, input, extra)
+    }
+
+    /// Same, with the report at `report` in the temp dir.
+    pub fn tool_to(
+        &self,
+        report: &str,
+        command: &str,
+        sim: &Sim,
+        input: &Path,
+        extra: &[&str],
+    ) -> Output {
         let mut c = self.cmd();
         c.arg(command)
             .arg("--org-url")
@@ -146,7 +157,7 @@ impl Run {
             .arg("--input")
             .arg(input)
             .arg("--report")
-            .arg(&report)
+            .arg(self.path(report))
             .args(["--default-region", "US"])
             .args(extra);
         c.output().expect("binary runs")
@@ -176,7 +187,7 @@ pub fn read_report(path: &Path) -> Vec<HashMap<String, String>> {
 }
 
 /// The report row for a data row number.
-pub fn row<'a>(report: &'a [HashMap<String, String>], n: u64) -> &'a HashMap<String, String> {
+pub fn row(report: &[HashMap<String, String>], n: u64) -> &HashMap<String, String> {
     report
         .iter()
         .find(|r| r["row"] == n.to_string())
