@@ -476,6 +476,12 @@ fn prepare_files(cfg: &RunConfig, header: &RunHeader) -> Result<Option<Resume>, 
     if !cfg.mode.writes() {
         return Err("--resume is for apply; a plan is simply run again".into());
     }
+    if !journal_path.exists() && !cfg.report_path.exists() {
+        // Stopped before it wrote anything (or never started): a fresh
+        // start is the resume. Cron jobs can always pass --resume.
+        tracing::info!("nothing to resume for this report; starting the run");
+        return Ok(None);
+    }
     let st = journal::read(&journal_path)
         .map_err(|e| format!("--resume needs the journal {}: {e}", journal_path.display()))?;
     match &st.header {
@@ -644,21 +650,6 @@ pub async fn run(cfg: RunConfig) -> u8 {
         return EXIT_USAGE;
     }
 
-    let opened = if resume.is_some() {
-        ReportWriter::append(&cfg.report_path)
-    } else {
-        ReportWriter::create(&cfg.report_path)
-    };
-    let mut report = match opened {
-        Ok(r) => r,
-        Err(e) => {
-            eprint_line(&format!(
-                "error: cannot open the report {}: {e}",
-                cfg.report_path.display()
-            ));
-            return EXIT_USAGE;
-        }
-    };
     let journal = if cfg.mode.writes() {
         let path = journal::path_for(&cfg.report_path);
         let opened = if resume.is_some() {
@@ -678,6 +669,23 @@ pub async fn run(cfg: RunConfig) -> u8 {
         }
     } else {
         None
+    };
+    // The journal exists before the report, so a report never lacks its
+    // journal.
+    let opened = if resume.is_some() && cfg.report_path.exists() {
+        ReportWriter::append(&cfg.report_path)
+    } else {
+        ReportWriter::create(&cfg.report_path)
+    };
+    let mut report = match opened {
+        Ok(r) => r,
+        Err(e) => {
+            eprint_line(&format!(
+                "error: cannot open the report {}: {e}",
+                cfg.report_path.display()
+            ));
+            return EXIT_USAGE;
+        }
     };
     if !cfg.quiet {
         eprint_line(&format!("report: {}", cfg.report_path.display()));

@@ -71,6 +71,10 @@ impl Sim {
         self.sim().add_fault(f)
     }
 
+    pub fn clear_faults(&self) {
+        self.sim().clear_faults()
+    }
+
     /// Writes (non-GET) requests under /api/v1/ the simulator received.
     pub fn writes(&self) -> Vec<LoggedRequest> {
         self.requests()
