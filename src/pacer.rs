@@ -531,6 +531,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lower_limit_in_the_headers_slows_the_pace_at_once() {
+        let pacer = Pacer::new(0.5, None, 4);
+        let h = |limit, remaining| RateHeaders {
+            limit,
+            remaining,
+            reset_in: Duration::from_secs(10),
+        };
+        pacer.observe(Bucket::Users, h(100, 90));
+        let now = Instant::now();
+        let mut st = pacer.state(Bucket::Users);
+        assert!(matches!(pacer.decide(&mut st, now), Decision::Go));
+        // 40 left above the reserve over 10 s: a slot every 250 ms.
+        let fast = st.next_slot.unwrap() - now;
+        assert!(fast <= Duration::from_millis(260), "{fast:?}");
+        drop(st);
+        // The org's limit drops to 20: reserve 10, 5 left, 2 s apart.
+        pacer.observe(Bucket::Users, h(20, 15));
+        let mut st = pacer.state(Bucket::Users);
+        st.next_slot = None;
+        assert!(matches!(pacer.decide(&mut st, now), Decision::Go));
+        let slow = st.next_slot.unwrap() - now;
+        assert!(slow >= Duration::from_millis(1900), "{slow:?}");
+    }
+
+    #[tokio::test]
     async fn concurrency_limit_lowers_in_flight_and_recovers() {
         let pacer = Pacer::new(1.0, None, 9);
         pacer.too_many_in_flight();
