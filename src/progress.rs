@@ -80,7 +80,7 @@ impl Progress {
             let bar = mp.add(ProgressBar::new(total));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{bar:40.cyan/blue} {pos}/{len} rows  {per_sec}  ETA {eta}",
+                    "{bar:40.cyan/blue} {pos}/{len} rows  {msg}  ETA {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
@@ -146,6 +146,8 @@ impl Progress {
         }
         if let (Some(bar), Some(status)) = (&self.bar, &self.status) {
             bar.set_position(summary.rows);
+            let secs = self.started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!("{:.1} rows/s", summary.rows as f64 / secs));
             status.set_message(line);
         } else if !self.quiet && self.last_plain.elapsed() >= self.plain_every {
             self.last_plain = Instant::now();
