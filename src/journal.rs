@@ -10,7 +10,8 @@
 //!   — written and fsync'd **before** a factor is deleted: the old factor's
 //!   id, type, status, number and extension, and the number about to be
 //!   enrolled. The delete waits until this line is on disk.
-//! - `{"t":"done", "row":N, "result":{...}}` — written after a row that
+//! - `{"t":"done", "row":N, "outcome":..., ...}` — the row's whole result
+//!   (the report columns), written after a row that
 //!   had an intent (or that enrolled) finished, with the row's full result.
 //!
 //! An intent without a `done` is a row interrupted between delete and
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::{OktaErrorInfo, Outcome, RowResult};
+use crate::outcome::RowResult;
 
 /// `REPORT.journal` for a report path.
 pub fn path_for(report: &Path) -> PathBuf {
@@ -71,94 +72,12 @@ pub struct Intent {
     pub activate: bool,
 }
 
-/// A finished row, as the journal keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DoneRow {
-    pub row: u64,
-    pub user: String,
-    pub user_id: String,
-    pub login: String,
-    pub user_status: String,
-    pub factor_type: String,
-    pub old_phone: String,
-    pub new_phone: String,
-    pub outcome: Outcome,
-    pub detail: String,
-    pub old_factor_id: String,
-    pub new_factor_id: String,
-    pub new_factor_status: String,
-    pub attempts: u32,
-    pub http_status: Option<u16>,
-    pub error_code: String,
-    pub error_summary: String,
-    pub error_causes: Vec<String>,
-    pub request_id: String,
-    pub elapsed_ms: u64,
-}
-
-impl From<&RowResult> for DoneRow {
-    fn from(r: &RowResult) -> DoneRow {
-        DoneRow {
-            row: r.row,
-            user: r.user.clone(),
-            user_id: r.user_id.clone(),
-            login: r.login.clone(),
-            user_status: r.user_status.clone(),
-            factor_type: r.factor_type.clone(),
-            old_phone: r.old_phone.clone(),
-            new_phone: r.new_phone.clone(),
-            outcome: r.outcome,
-            detail: r.detail.clone(),
-            old_factor_id: r.old_factor_id.clone(),
-            new_factor_id: r.new_factor_id.clone(),
-            new_factor_status: r.new_factor_status.clone(),
-            attempts: r.attempts,
-            http_status: r.error.http_status,
-            error_code: r.error.error_code.clone(),
-            error_summary: r.error.error_summary.clone(),
-            error_causes: r.error.error_causes.clone(),
-            request_id: r.error.request_id.clone(),
-            elapsed_ms: r.elapsed_ms,
-        }
-    }
-}
-
-impl From<DoneRow> for RowResult {
-    fn from(d: DoneRow) -> RowResult {
-        RowResult {
-            row: d.row,
-            user: d.user,
-            user_id: d.user_id,
-            login: d.login,
-            user_status: d.user_status,
-            factor_type: d.factor_type,
-            old_phone: d.old_phone,
-            new_phone: d.new_phone,
-            outcome: d.outcome,
-            detail: d.detail,
-            old_factor_id: d.old_factor_id,
-            new_factor_id: d.new_factor_id,
-            new_factor_status: d.new_factor_status,
-            attempts: d.attempts,
-            error: OktaErrorInfo {
-                http_status: d.http_status,
-                error_code: d.error_code,
-                error_summary: d.error_summary,
-                error_causes: d.error_causes,
-                request_id: d.request_id,
-            },
-            elapsed_ms: d.elapsed_ms,
-            intent: true,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Record {
     Run(RunHeader),
     Intent(Intent),
-    Done(DoneRow),
+    Done(RowResult),
 }
 
 /// The journal, shared by the workers (intents) and the collector (done).
@@ -210,7 +129,7 @@ impl Journal {
 
     /// Records a finished row. Synced, so `rollback` can trust it.
     pub fn done(&self, r: &RowResult) -> io::Result<()> {
-        self.append(&Record::Done(DoneRow::from(r)), true)
+        self.append(&Record::Done(r.clone()), true)
     }
 }
 
@@ -221,7 +140,7 @@ pub struct JournalState {
     /// Intents without a `done`, by row.
     pub open: BTreeMap<u64, Intent>,
     /// The last `done` of each row.
-    pub done: BTreeMap<u64, DoneRow>,
+    pub done: BTreeMap<u64, RowResult>,
     /// Lines that could not be read (a torn last line after a kill).
     pub torn_lines: u64,
 }
@@ -280,6 +199,7 @@ pub fn fingerprint(path: &Path) -> io::Result<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
 
     fn header() -> RunHeader {
         RunHeader {

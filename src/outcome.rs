@@ -122,7 +122,7 @@ pub fn combine_exit(a: u8, b: u8) -> u8 {
 }
 
 /// The Okta side of a failure, kept verbatim for support tickets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OktaErrorInfo {
     pub http_status: Option<u16>,
     pub error_code: String,
@@ -131,8 +131,8 @@ pub struct OktaErrorInfo {
     pub request_id: String,
 }
 
-/// Everything the report says about one row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything the report says about one row (the journal keeps it whole).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RowResult {
     pub row: u64,
     pub user: String,
@@ -152,6 +152,7 @@ pub struct RowResult {
     pub elapsed_ms: u64,
     /// The row journaled an intent (it deleted, or was about to delete, a
     /// factor): its end goes in the journal too.
+    #[serde(default)]
     pub intent: bool,
 }
 

@@ -536,7 +536,7 @@ fn prepare_files(cfg: &RunConfig, header: &RunHeader) -> Result<Option<Resume>, 
     }
     for (row, done) in st.done {
         if !resume.is_finished(row) {
-            resume.missing_lines.push(RowResult::from(done));
+            resume.missing_lines.push(done);
             resume.mark(row);
         }
     }
@@ -632,6 +632,9 @@ pub async fn run(cfg: RunConfig) -> u8 {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Listen from here on, so a signal during the lookups stops cleanly too.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let signals = watch_signals(stop.clone(), interrupted.clone(), cfg.report_path.clone());
     let fatal = Arc::new(std::sync::Mutex::new(None::<OktaError>));
 
     let (index, total) = match index_pass(&cfg, &client, &stop, &fatal).await {
@@ -821,12 +824,10 @@ pub async fn run(cfg: RunConfig) -> u8 {
     summary.report = Some(cfg.report_path.display().to_string());
     let mut progress = Progress::new(total, cfg.quiet);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut interrupts = 0u32;
-    let mut term = terminate_signal();
     let plan_table = !cfg.mode.writes();
     let mut report_error = None;
     loop {
-        let signal = tokio::select! {
+        tokio::select! {
             r = res_rx.recv() => {
                 let Some(r) = r else { break };
                 let written = report.write(&r).and_then(|()| match (&journal, r.intent) {
@@ -845,33 +846,15 @@ pub async fn run(cfg: RunConfig) -> u8 {
                 log_row(&r);
                 summary.count(&r);
                 progress.update(&summary, &pacer.status(), pacer.requests());
-                false
             }
             _ = tick.tick() => {
                 progress.update(&summary, &pacer.status(), pacer.requests());
-                false
             }
-            _ = tokio::signal::ctrl_c() => true,
-            _ = term.recv() => true,
         };
-        if signal {
-            interrupts += 1;
-            if interrupts == 1 {
-                stop.store(true, Ordering::SeqCst);
-                summary.interrupted = true;
-                eprint_line(
-                    "interrupted: finishing the rows in flight (never between delete and enroll); interrupt again to exit at once",
-                );
-            } else {
-                eprint_line(&format!(
-                    "second interrupt: exiting now; the journal keeps any row in flight safe: `--resume --report {}` completes it",
-                    cfg.report_path.display()
-                ));
-                std::process::exit(4);
-            }
-        }
     }
     progress.finish();
+    signals.abort();
+    summary.interrupted = interrupted.load(Ordering::SeqCst);
     for w in workers {
         let _ = w.await;
     }
@@ -947,8 +930,51 @@ pub async fn run(cfg: RunConfig) -> u8 {
     summary.exit_code
 }
 
+/// First Ctrl-C or SIGTERM: no new rows start, rows in flight finish.
+/// Second: exit at once; the journal keeps a row caught mid-change safe.
+fn watch_signals(
+    stop: Arc<AtomicBool>,
+    interrupted: Arc<AtomicBool>,
+    report: std::path::PathBuf,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut term = terminate_signal();
+        let mut count = 0u32;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    if r.is_err() {
+                        // No Ctrl-C handler on this platform: wait for SIGTERM only.
+                        next_term(&mut term).await;
+                    }
+                }
+                _ = next_term(&mut term) => {}
+            }
+            count += 1;
+            if count == 1 {
+                stop.store(true, Ordering::SeqCst);
+                interrupted.store(true, Ordering::SeqCst);
+                eprint_line(
+                    "interrupted: finishing the rows in flight (never between delete and enroll); interrupt again to exit at once",
+                );
+            } else {
+                eprint_line(&format!(
+                    "second interrupt: exiting now; the journal keeps any row in flight safe: `--resume --report {}` completes it",
+                    report.display()
+                ));
+                std::process::exit(4);
+            }
+        }
+    })
+}
+
 #[cfg(unix)]
-fn terminate_signal() -> impl SignalStream {
+type TermSignal = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type TermSignal = Option<()>;
+
+#[cfg(unix)]
+fn terminate_signal() -> TermSignal {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -959,30 +985,19 @@ fn terminate_signal() -> impl SignalStream {
 }
 
 #[cfg(not(unix))]
-fn terminate_signal() -> impl SignalStream {
-    None::<()>
+fn terminate_signal() -> TermSignal {
+    None
 }
 
-/// A signal source that may be missing.
-trait SignalStream {
-    async fn recv(&mut self) -> Option<()>;
-}
-
-#[cfg(unix)]
-impl SignalStream for Option<tokio::signal::unix::Signal> {
-    async fn recv(&mut self) -> Option<()> {
-        match self {
-            Some(s) => s.recv().await,
-            None => std::future::pending().await,
-        }
+/// The next SIGTERM; never, where there is none.
+async fn next_term(term: &mut TermSignal) {
+    #[cfg(unix)]
+    if let Some(s) = term {
+        s.recv().await;
+        return;
     }
-}
-
-#[cfg(not(unix))]
-impl SignalStream for Option<()> {
-    async fn recv(&mut self) -> Option<()> {
-        std::future::pending().await
-    }
+    let _ = term;
+    std::future::pending::<()>().await
 }
 
 /// Asks before writing, on a terminal only.

@@ -167,7 +167,12 @@ fn sigterm_stops_cleanly_with_exit_4_and_a_resume_hint() {
     let run = Run::new();
     let input = input(&run);
     let mut child = spawn_apply(&run, &sim, &input, &[]);
-    std::thread::sleep(Duration::from_millis(500));
+    // Once the report exists the run is under way (bounded wait).
+    let started = Instant::now();
+    while !run.path("report.csv").exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(rc, 0);
     let code = wait_with_timeout(&mut child, Duration::from_secs(30));
