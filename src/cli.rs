@@ -15,6 +15,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "okta-phone-migrate", version, propagate_version = true)]
 pub struct Cli {
+    /// The tool's settings file (YAML: orgUrl, clientId, privateKey,
+    /// rateShare, concurrency, defaultRegion, maxFailures, logFormat, ...).
+    /// Flags and environment variables win over it. Also
+    /// OKTA_PHONE_MIGRATE_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,23 +50,127 @@ pub enum Command {
     /// Run `apply --activate` on the bundled samples against an in-process
     /// simulator, with progress bars and a report.
     Demo(DemoArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
-/// Options shared by `apply` and `plan`.
-#[derive(Debug, Args, Clone)]
-pub struct RunArgs {
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings and where each comes from (flag,
+    /// environment, --config, okta.yaml, default). Secrets are masked.
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigShowArgs {
+    #[command(flatten)]
+    pub okta: OktaArgs,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+
+    /// Region for numbers written without +.
+    #[arg(long, value_name = "CC")]
+    pub default_region: Option<String>,
+
+    /// The factor type to replace.
+    #[arg(long, value_enum)]
+    pub factor_type: Option<FactorTypeArg>,
+
+    /// Show the settings `plan` would use (its default scope is
+    /// okta.users.read) instead of those of `apply`.
+    #[arg(long)]
+    pub plan: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How to reach the org and sign in. Every one of these can also come from
+/// the environment (OKTA_CLIENT_*, as Okta's SDKs name them), from
+/// --config, or from okta.yaml (~/.okta/okta.yaml, ./.okta.yaml).
+#[derive(Debug, Args, Clone, Default)]
+pub struct OktaArgs {
     /// Okta org URL, e.g. https://acme.okta.com. No default. http:// is
-    /// refused unless the host is loopback.
-    #[arg(long, env = "OKTA_CLIENT_ORGURL", value_name = "URL")]
+    /// refused unless the host is loopback. Also OKTA_CLIENT_ORGURL.
+    #[arg(long, value_name = "URL")]
     pub org_url: Option<String>,
 
+    /// SSWS (an API token) or PrivateKey (an OAuth service app). Default:
+    /// SSWS when a token is configured, else PrivateKey when a client id
+    /// is. Also OKTA_CLIENT_AUTHORIZATIONMODE.
+    #[arg(long, value_name = "MODE")]
+    pub authorization_mode: Option<String>,
+
     /// File holding the API token (SSWS). Otherwise the token comes from
-    /// OKTA_CLIENT_TOKEN, then OKTA_API_TOKEN. Never passed as an argument.
+    /// OKTA_CLIENT_TOKEN, then OKTA_API_TOKEN, then okta.yaml. Never passed
+    /// as an argument.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// The OAuth service app's client id. Also OKTA_CLIENT_CLIENTID.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// File holding the app's private key: PEM (PKCS#8 or PKCS#1) or a
+    /// JWK, readable only by you. Also OKTA_CLIENT_PRIVATEKEY (the key
+    /// itself or a path).
+    #[arg(long, value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+
+    /// The key id (kid) registered for the key in Okta; taken from the JWK
+    /// when it has one. Also OKTA_CLIENT_PRIVATEKEYID.
+    #[arg(long, value_name = "KID")]
+    pub key_id: Option<String>,
+
+    /// OAuth scopes to ask for, space- or comma-separated (default:
+    /// okta.users.manage; okta.users.read for plan). Also OKTA_CLIENT_SCOPES.
+    #[arg(long, value_name = "SCOPES")]
+    pub scopes: Option<String>,
+
+    /// Extra trusted CA certificates (PEM), for orgs reached through a
+    /// TLS-inspecting proxy. The system's roots stay trusted.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Pace and size of the work. Defaults apply when neither a flag, the
+/// environment (OKTA_PHONE_MIGRATE_*) nor --config sets them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TuningArgs {
+    /// Workers running rows at once (default 8; requests in flight are
+    /// fewer when Okta reports its concurrency limit).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: Option<u16>,
+
+    /// Absolute cap in requests per minute (default: none; the org's
+    /// rate-limit headers decide).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+
+    /// Share of each Okta rate-limit bucket the run may use, as 50% or 0.5
+    /// (default 50%). The rest is left to the org's other clients.
+    #[arg(long, value_name = "SHARE")]
+    pub rate_share: Option<String>,
+
+    /// Seconds before a single request is abandoned (default 30).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+/// Options shared by `apply` and `plan`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub okta: OktaArgs,
+
     #[command(flatten)]
     pub input: InputArgs,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
 
     /// Report CSV, one line per input row (default: a timestamped file in
     /// the working directory). Created with mode 0600: it holds numbers.
@@ -86,32 +197,47 @@ pub struct RunArgs {
     #[arg(long)]
     pub also_call: bool,
 
-    /// Workers running rows at once (requests in flight are fewer when Okta
-    /// reports its concurrency limit).
-    #[arg(long, default_value_t = 8, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    /// Also set each changed user's profile.mobilePhone to the new number
+    /// (a partial profile update, one more request per row). Without it the
+    /// profile attribute is left as it is: only the factor changes.
+    #[arg(long)]
+    pub update_profile: bool,
 
-    /// Absolute cap in requests per minute (default: none; the org's
-    /// rate-limit headers decide).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate: Option<u32>,
+    /// Stop the run (exit 4) once N rows have failed, or once P% of the
+    /// attempted rows have (judged after 20), naming the most common error:
+    /// e.g. when the org's policy refuses every enroll. Default: never.
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<String>,
 
-    /// Share of each Okta rate-limit bucket the run may use, as 50% or 0.5.
-    /// The rest is left to the org's other clients.
-    #[arg(long, default_value = "50%", value_name = "SHARE")]
-    pub rate_share: String,
-
-    /// Seconds before a single request is abandoned.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
+/// Which rows to work on: for a canary run before the whole file. Rows
+/// left out get a report line `not_selected`; a later `apply --resume
+/// --report SAME` without these options does the rest.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectionArgs {
+    /// Only the first N data rows.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+
+    /// Only data rows FIRST-LAST (1-based, inclusive; the header and blank
+    /// lines are not counted), e.g. 10-50.
+    #[arg(long, value_name = "FIRST-LAST")]
+    pub rows: Option<String>,
+
+    /// Only the users listed in FILE, one per line, as written in the CSV
+    /// (id, login or email; logins ignoring case).
+    #[arg(long, value_name = "FILE")]
+    pub only_users: Option<PathBuf>,
+}
+
 /// How the input is read.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct InputArgs {
     /// The CSV of users and new numbers.
     #[arg(long, short = 'i', value_name = "FILE")]
@@ -121,9 +247,9 @@ pub struct InputArgs {
     #[arg(long, value_name = "CC")]
     pub default_region: Option<String>,
 
-    /// The factor type to replace.
-    #[arg(long, value_enum, default_value_t = FactorTypeArg::Sms)]
-    pub factor_type: FactorTypeArg,
+    /// The factor type to replace (default sms).
+    #[arg(long, value_enum)]
+    pub factor_type: Option<FactorTypeArg>,
 
     /// Header of the user column, when the aliases do not find it.
     #[arg(long, value_name = "NAME")]
@@ -139,7 +265,7 @@ pub struct InputArgs {
     pub allow_unknown_ranges: bool,
 }
 
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct OutputArgs {
     /// Only errors and the summary.
     #[arg(long, short, conflicts_with = "verbose")]
@@ -148,6 +274,21 @@ pub struct OutputArgs {
     /// More detail in the log (repeat for debug output).
     #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Log lines as human text (default) or JSON objects, one per line,
+    /// for a SIEM. Phone numbers are masked in both.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+
+    /// Append the log to FILE (created 0600) instead of stderr; stderr then
+    /// carries only warnings, errors and the summary.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Without a terminal, log a progress line every SECS seconds
+    /// (default 5).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub progress_interval: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -183,13 +324,10 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "FILE")]
     pub journal: PathBuf,
 
-    /// Okta org URL; defaults to the org in the journal, and must match it.
-    #[arg(long, env = "OKTA_CLIENT_ORGURL", value_name = "URL")]
-    pub org_url: Option<String>,
-
-    /// File holding the API token (else OKTA_CLIENT_TOKEN, OKTA_API_TOKEN).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    /// How to reach the org and sign in; the org defaults to the one in
+    /// the journal, and must match it.
+    #[command(flatten)]
+    pub okta: OktaArgs,
 
     /// The rollback's own report (default: a timestamped file).
     #[arg(long, value_name = "FILE")]
@@ -208,22 +346,8 @@ pub struct RollbackArgs {
     #[arg(long, short)]
     pub yes: bool,
 
-    /// Rows worked at once.
-    #[arg(long, default_value_t = 8, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
-
-    /// Absolute cap in requests per minute.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate: Option<u32>,
-
-    /// Share of each Okta rate-limit bucket the rollback may use.
-    #[arg(long, default_value = "50%", value_name = "SHARE")]
-    pub rate_share: String,
-
-    /// Seconds before a single request is abandoned.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -242,6 +366,11 @@ pub struct PlanArgs {
     /// number counts as unchanged.
     #[arg(long)]
     pub send_code: bool,
+
+    /// stdout as a table for people (default), or JSON lines for programs:
+    /// one object per row, then one with the counts.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
 }
 
 #[derive(Debug, Args)]
@@ -308,10 +437,25 @@ pub struct DemoArgs {
     pub output: OutputArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum IfMissing {
+    #[default]
     Skip,
     Enroll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum PlanFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormatArg {
+    #[default]
+    Human,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@ pub mod input;
 pub mod job;
 pub mod journal;
 pub mod lock;
+pub mod logging;
 pub mod okta;
 pub mod outcome;
 pub mod pacer;
@@ -18,14 +19,15 @@ pub mod progress;
 pub mod report;
 pub mod rollback;
 pub mod runner;
+pub mod settings;
 pub mod simulator;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use cli::{Cli, Command, OutputArgs};
-use config::{ConfigError, Mode};
+use cli::{Cli, Command, ConfigCommand, OutputArgs};
+use config::{ConfigError, Context, Mode};
 use progress::eprint_line;
 use runner::EXIT_USAGE;
 
@@ -37,12 +39,24 @@ pub fn run(cli: Cli) -> u8 {
         Command::Validate(v) => v.output.clone(),
         Command::Demo(d) => d.output.clone(),
         Command::Rollback(r) => r.output.clone(),
-        Command::Simulator(_) => OutputArgs {
-            quiet: false,
-            verbose: 0,
-        },
+        Command::Config(ConfigCommand::Show(c)) => c.output.clone(),
+        Command::Simulator(_) => OutputArgs::default(),
     };
-    init_logging(&output);
+    let env = |k: &str| std::env::var(k).ok();
+    // The settings files are read before anything else: they may say how
+    // to log.
+    let ctx = match Context::new(&env, cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return config_failed(&e),
+    };
+    let log = match config::log_settings(&output, &ctx) {
+        Ok(l) => l,
+        Err(e) => return config_failed(&e),
+    };
+    if let Err(e) = logging::init(&log) {
+        eprint_line(&format!("error: {e}"));
+        return EXIT_USAGE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,7 +67,6 @@ pub fn run(cli: Cli) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let env = |k: &str| std::env::var(k).ok();
     runtime.block_on(async move {
         match cli.command {
             Command::Apply(a) => {
@@ -65,7 +78,7 @@ pub fn run(cli: Cli) -> u8 {
                     );
                     return EXIT_USAGE;
                 }
-                match config::run_config(&a.run, Mode::Apply { activate: a.activate }, &env) {
+                match config::run_config(&a.run, Mode::Apply { activate: a.activate }, &ctx) {
                     Ok(mut cfg) => {
                         cfg.assume_yes = a.yes;
                         cfg.resume = a.resume;
@@ -76,8 +89,11 @@ pub fn run(cli: Cli) -> u8 {
             }
             Command::Plan(p) => {
                 let activate = !p.send_code;
-                match config::run_config(&p.run, Mode::Plan { activate }, &env) {
-                    Ok(cfg) => runner::run(cfg).await,
+                match config::run_config(&p.run, Mode::Plan { activate }, &ctx) {
+                    Ok(mut cfg) => {
+                        cfg.plan_format = p.format;
+                        runner::run(cfg).await
+                    }
                     Err(e) => config_failed(&e),
                 }
             }
@@ -85,6 +101,27 @@ pub fn run(cli: Cli) -> u8 {
                 Ok(opts) => runner::validate(&v.input.input, &opts, v.output.quiet).await,
                 Err(e) => config_failed(&e),
             },
+            Command::Config(ConfigCommand::Show(c)) => {
+                let mode = if c.plan {
+                    Mode::Plan { activate: true }
+                } else {
+                    Mode::Apply { activate: true }
+                };
+                match config::effective(
+                    &c.okta,
+                    &c.tuning,
+                    c.default_region.as_deref(),
+                    c.factor_type,
+                    None,
+                    &ctx,
+                ) {
+                    Ok(eff) => {
+                        print!("{}", config::show(&eff, mode, &log));
+                        0
+                    }
+                    Err(e) => config_failed(&e),
+                }
+            }
             Command::Simulator(s) => {
                 let cfg = simulator::SimConfig {
                     token: s.token,
@@ -109,7 +146,7 @@ pub fn run(cli: Cli) -> u8 {
                     }
                 }
             }
-            Command::Rollback(r) => rollback::run(r, &env).await,
+            Command::Rollback(r) => rollback::run(r, &ctx).await,
             Command::Demo(d) => demo(&d.samples, d.report, d.latency_ms, &d.output).await,
         }
     })
@@ -164,29 +201,30 @@ async fn demo(
         samples.display()
     ));
     let args = cli::RunArgs {
-        org_url: Some(sim.base_url().to_string()),
-        token_file: None,
+        okta: cli::OktaArgs {
+            org_url: Some(sim.base_url().to_string()),
+            authorization_mode: Some("SSWS".into()),
+            ..Default::default()
+        },
         input: cli::InputArgs {
             input: samples.join("users.csv"),
             default_region: Some("US".into()),
-            factor_type: cli::FactorTypeArg::Sms,
-            user_column: None,
-            phone_column: None,
-            allow_unknown_ranges: false,
+            factor_type: Some(cli::FactorTypeArg::Sms),
+            ..Default::default()
         },
         report,
-        summary_json: None,
-        if_missing: cli::IfMissing::Skip,
-        remove_recovery: false,
-        also_call: false,
-        concurrency: 8,
-        rate: None,
-        rate_share: "50%".into(),
-        timeout: 30,
         output: output.clone(),
+        ..Default::default()
     };
+    // The demo's own token and defaults only: no okta.yaml, no --config.
     let env = |k: &str| (k == "OKTA_CLIENT_TOKEN").then(|| token.to_string());
-    let code = match config::run_config(&args, Mode::Apply { activate: true }, &env) {
+    let ctx = Context {
+        env: &env,
+        home: None,
+        cwd: std::path::PathBuf::from("/nonexistent-okta-phone-migrate"),
+        tool: None,
+    };
+    let code = match config::run_config(&args, Mode::Apply { activate: true }, &ctx) {
         Ok(mut cfg) => {
             cfg.assume_yes = true;
             runner::run(cfg).await
@@ -195,25 +233,4 @@ async fn demo(
     };
     sim.shutdown().await;
     code
-}
-
-fn init_logging(output: &OutputArgs) {
-    use tracing_subscriber::EnvFilter;
-    let level = match (output.quiet, output.verbose) {
-        (true, _) => "error",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
-    };
-    let filter = EnvFilter::try_from_env("OKTA_PHONE_MIGRATE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{level},hyper=warn,reqwest=warn,h2=warn,rustls=warn"
-        ))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(progress::LogWriter::default)
-        .try_init();
 }

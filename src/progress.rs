@@ -108,6 +108,11 @@ impl Progress {
         }
     }
 
+    /// How often a plain progress line is logged without a terminal.
+    pub fn set_plain_interval(&mut self, every: Duration) {
+        self.plain_every = every.max(Duration::from_secs(1));
+    }
+
     /// Requests per minute over the last few seconds.
     fn request_rate(&mut self, requests: u64) -> f64 {
         let now = Instant::now();
@@ -151,13 +156,18 @@ impl Progress {
             status.set_message(line);
         } else if !self.quiet && self.last_plain.elapsed() >= self.plain_every {
             self.last_plain = Instant::now();
-            eprint_line(&format!(
+            // Through the log, so a cron job's --log-file or a JSON log
+            // gets it too.
+            tracing::info!(
+                rows_done = summary.rows,
+                rows_total = self.total,
+                elapsed_s = self.started.elapsed().as_secs(),
                 "progress: {}/{} rows ({:.0}s) {}",
                 summary.rows,
                 self.total,
                 self.started.elapsed().as_secs_f64(),
                 line
-            ));
+            );
         }
     }
 

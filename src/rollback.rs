@@ -12,14 +12,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::cli::{FactorTypeArg, IfMissing, InputArgs, RollbackArgs, RunArgs};
-use crate::config::{self, ConfigError, Mode};
+use crate::config::{self, ConfigError, Context, Mode};
 use crate::journal;
 use crate::outcome::Outcome;
 use crate::progress::eprint_line;
 use crate::runner::{self, EXIT_USAGE};
 
 /// Runs `rollback`; returns the exit code.
-pub async fn run(args: RollbackArgs, env: &dyn Fn(&str) -> Option<String>) -> u8 {
+pub async fn run(args: RollbackArgs, ctx: &Context<'_>) -> u8 {
     let st = match journal::read(&args.journal) {
         Ok(st) => st,
         Err(e) => {
@@ -45,6 +45,7 @@ pub async fn run(args: RollbackArgs, env: &dyn Fn(&str) -> Option<String>) -> u8
         return EXIT_USAGE;
     }
     let org = args
+        .okta
         .org_url
         .clone()
         .unwrap_or_else(|| header.org_url.clone());
@@ -110,38 +111,35 @@ pub async fn run(args: RollbackArgs, env: &dyn Fn(&str) -> Option<String>) -> u8
     ));
 
     let run_args = RunArgs {
-        org_url: Some(header.org_url.clone()),
-        token_file: args.token_file,
+        okta: crate::cli::OktaArgs {
+            org_url: Some(header.org_url.clone()),
+            ..args.okta
+        },
         input: InputArgs {
             input,
             default_region: None,
-            factor_type: if header.factor_type == "call" {
+            factor_type: Some(if header.factor_type == "call" {
                 FactorTypeArg::Call
             } else {
                 FactorTypeArg::Sms
-            },
+            }),
             user_column: None,
             phone_column: None,
             // The numbers were accepted by the run and by Okta already.
             allow_unknown_ranges: true,
         },
         report: Some(report),
-        summary_json: None,
         if_missing: IfMissing::Skip,
-        remove_recovery: false,
-        also_call: false,
-        concurrency: args.concurrency,
-        rate: args.rate,
-        rate_share: args.rate_share,
-        timeout: args.timeout,
+        tuning: args.tuning,
         output: args.output,
+        ..RunArgs::default()
     };
     let mode = if args.dry_run {
         Mode::Plan { activate: true }
     } else {
         Mode::Apply { activate: true }
     };
-    match config::run_config(&run_args, mode, env) {
+    match config::run_config(&run_args, mode, ctx) {
         Ok(mut cfg) => {
             cfg.assume_yes = args.yes;
             runner::run(cfg).await

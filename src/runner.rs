@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::config::{Mode, RunConfig};
+use crate::cli::PlanFormat;
+use crate::config::{FailureLimit, Mode, RunConfig, Selection};
 use crate::input::{InputError, InputOptions, InputReader, InputRow, RowRequest, UserRef};
 use crate::job::{self, JobSettings, Target};
 use crate::journal::{self, Journal, RunHeader};
@@ -292,6 +293,11 @@ async fn index_pass(
         let row = item?;
         total = row.row;
         index.reserve_row(row.row);
+        // Rows left out are not looked up: a canary of 20 rows must not
+        // cost a GET for each of the file's other rows.
+        if !cfg.selection.selects(row.row, &row.user_raw) {
+            continue;
+        }
         if let Ok(req) = &row.parsed {
             match &req.user {
                 UserRef::Id(id) => {
@@ -357,8 +363,25 @@ enum Dispatch {
     Work(Target),
 }
 
-fn dispatch(row: InputRow, index: &Index, ft: &str, stopped: bool) -> Dispatch {
+fn dispatch(
+    row: InputRow,
+    index: &Index,
+    ft: &str,
+    stopped: bool,
+    selection: &Selection,
+) -> Dispatch {
     let mut res = RowResult::new(row.row, &row.user_raw, ft, Outcome::Invalid);
+    if !selection.selects(row.row, &row.user_raw) {
+        res.outcome = Outcome::NotSelected;
+        res.detail = format!(
+            "left out by the selection ({}); `apply --resume --report` with the same report and no selection does it",
+            selection.describe()
+        );
+        if let Ok(req) = &row.parsed {
+            res.new_phone.clone_from(&req.phone.e164);
+        }
+        return Dispatch::Done(res);
+    }
     let req: RowRequest = match row.parsed {
         Ok(req) => req,
         Err(invalid) => {
@@ -529,7 +552,11 @@ fn prepare_files(cfg: &RunConfig, header: &RunHeader) -> Result<Option<Resume>, 
             else {
                 continue;
             };
-            if row > 0 && outcome != Outcome::NotAttempted.as_str() {
+            // Rows a canary left out are still to do.
+            if row > 0
+                && outcome != Outcome::NotAttempted.as_str()
+                && outcome != Outcome::NotSelected.as_str()
+            {
                 resume.mark(row);
             }
         }
@@ -560,8 +587,9 @@ pub async fn run(cfg: RunConfig) -> u8 {
     let client = match Client::new(
         ClientConfig {
             org_url: cfg.org_url.clone(),
-            token: cfg.token.clone(),
+            credentials: cfg.credentials.clone(),
             timeout: cfg.timeout,
+            extra_roots: cfg.extra_roots.clone(),
             max_attempts: 5,
             max_throttled: 20,
         },
@@ -727,8 +755,11 @@ pub async fn run(cfg: RunConfig) -> u8 {
     // role for these users at all: stop rather than fail every row.
     let any_success = Arc::new(AtomicBool::new(false));
 
+    let breaker = Arc::new(std::sync::Mutex::new(Breaker::new(cfg.max_failures)));
+    let update_profile = cfg.update_profile;
     let mut workers = Vec::new();
     for _ in 0..cfg.concurrency {
+        let breaker = breaker.clone();
         let work_rx = work_rx.clone();
         let res_tx = res_tx.clone();
         let client = client.clone();
@@ -753,7 +784,17 @@ pub async fn run(cfg: RunConfig) -> u8 {
                     r.detail = "the run stopped before this row".into();
                     r
                 } else {
-                    let out = job::run(&client, &settings, journal.as_ref(), target).await;
+                    let mut out = job::run(&client, &settings, journal.as_ref(), target).await;
+                    if update_profile {
+                        set_profile_phone(&client, settings.mode, &mut out.result).await;
+                    }
+                    let tripped = breaker
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(&out.result);
+                    if tripped {
+                        stop.store(true, Ordering::SeqCst);
+                    }
                     let first_denied = !any_success.load(Ordering::SeqCst)
                         && out.result.error.http_status == Some(403)
                         && out.result.error.error_code == "E0000006";
@@ -795,6 +836,7 @@ pub async fn run(cfg: RunConfig) -> u8 {
         let ft = cfg.factor_type().as_str();
         let rx = spawn_reader(&cfg.input_path, &cfg.input);
         let resume = resume.clone();
+        let selection = cfg.selection.clone();
         tokio::spawn(async move {
             let mut rx = rx?;
             while let Some(item) = rx.recv().await {
@@ -802,7 +844,7 @@ pub async fn run(cfg: RunConfig) -> u8 {
                 if resume.is_finished(row.row) {
                     continue;
                 }
-                match dispatch(row, &index, ft, stop.load(Ordering::SeqCst)) {
+                match dispatch(row, &index, ft, stop.load(Ordering::SeqCst), &selection) {
                     Dispatch::Done(r) => {
                         if res_tx.send(r).await.is_err() {
                             break;
@@ -823,8 +865,9 @@ pub async fn run(cfg: RunConfig) -> u8 {
     let mut summary = Summary::new(command);
     summary.report = Some(cfg.report_path.display().to_string());
     let mut progress = Progress::new(total, cfg.quiet);
+    progress.set_plain_interval(cfg.progress_interval);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let plan_table = !cfg.mode.writes();
+    let mut plan_out = (!cfg.mode.writes()).then(|| PlanOut::new(cfg.plan_format));
     let mut report_error = None;
     loop {
         tokio::select! {
@@ -840,8 +883,8 @@ pub async fn run(cfg: RunConfig) -> u8 {
                     report_error = Some(e);
                     stop.store(true, Ordering::SeqCst);
                 }
-                if plan_table {
-                    println!("{}", plan_line(&r));
+                if let Some(p) = plan_out.as_mut() {
+                    p.row(&r);
                 }
                 log_row(&r);
                 summary.count(&r);
@@ -854,6 +897,9 @@ pub async fn run(cfg: RunConfig) -> u8 {
     }
     progress.finish();
     signals.abort();
+    if let Some(p) = plan_out.take() {
+        p.finish(&summary);
+    }
     summary.interrupted = interrupted.load(Ordering::SeqCst);
     for w in workers {
         let _ = w.await;
@@ -889,6 +935,15 @@ pub async fn run(cfg: RunConfig) -> u8 {
     summary.throttled = pacer.throttled();
     summary.wall_time_ms = started.elapsed().as_millis() as u64;
     let fatal_err = fatal.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let breaker_stop = breaker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .tripped
+        .clone();
+    if let Some(reason) = &breaker_stop {
+        summary.stopped_by = Some(reason.clone());
+        summary.exit_code = crate::outcome::combine_exit(summary.exit_code, 4);
+    }
     if let Some(e) = &fatal_err {
         summary.stopped_by = Some(e.to_string());
         // A run stopped by Okta's answer is an incomplete run, even when
@@ -909,6 +964,13 @@ pub async fn run(cfg: RunConfig) -> u8 {
         if let Some(h) = e.hint() {
             eprint_line(&format!("hint: {h}"));
         }
+    }
+    if let Some(reason) = &breaker_stop {
+        tracing::error!("the run was stopped: {reason}");
+        eprint_line(&format!("error: the run was stopped: {reason}"));
+        eprint_line(
+            "hint: fix the cause (the common error above), then `apply --resume --report` with the same report does the rest",
+        );
     }
     if let Some(e) = &report_error {
         eprint_line(&format!("error: writing the report or journal failed: {e}"));
@@ -1027,6 +1089,193 @@ fn confirm(cfg: &RunConfig, rows: u64, activate: bool) -> bool {
     answer.trim().eq_ignore_ascii_case("yes")
 }
 
+/// The circuit breaker: counts attempted and failed rows, and trips when
+/// `--max-failures` is reached, naming the most common error.
+struct Breaker {
+    limit: Option<FailureLimit>,
+    attempted: u64,
+    failed: u64,
+    errors: HashMap<String, u64>,
+    tripped: Option<String>,
+}
+
+impl Breaker {
+    fn new(limit: Option<FailureLimit>) -> Breaker {
+        Breaker {
+            limit,
+            attempted: 0,
+            failed: 0,
+            errors: HashMap::new(),
+            tripped: None,
+        }
+    }
+
+    /// Counts a row the job worked on; true when this row trips it.
+    fn record(&mut self, r: &RowResult) -> bool {
+        let Some(limit) = self.limit else {
+            return false;
+        };
+        self.attempted += 1;
+        // A failure of the change itself; a missing user or a precondition
+        // that no longer holds is about the data, not a sign that
+        // something is wrong with every row.
+        if matches!(
+            r.outcome,
+            Outcome::Failed | Outcome::FailedRestored | Outcome::FailedUnrestored
+        ) {
+            self.failed += 1;
+            let key = match r.error.http_status {
+                Some(status) => format!(
+                    "HTTP {status} {} {}",
+                    r.error.error_code, r.error.error_summary
+                ),
+                None if !r.error.error_summary.is_empty() => r.error.error_summary.clone(),
+                None => r.detail.clone(),
+            };
+            *self.errors.entry(key.trim().to_string()).or_default() += 1;
+        }
+        if self.tripped.is_none() && limit.tripped(self.failed, self.attempted) {
+            let (common, n) = self
+                .errors
+                .iter()
+                .max_by_key(|(k, n)| (**n, std::cmp::Reverse((*k).clone())))
+                .map(|(k, n)| (k.clone(), *n))
+                .unwrap_or_default();
+            self.tripped = Some(format!(
+                "--max-failures {limit}: {} of {} attempted rows failed; most common error ({n} rows): {}",
+                self.failed,
+                self.attempted,
+                phone_free(&common)
+            ));
+            return true;
+        }
+        false
+    }
+}
+
+/// Okta error texts do not carry numbers, but a row detail might: mask
+/// anything that looks like one before it reaches the console.
+fn phone_free(s: &str) -> String {
+    crate::logging::scrub(s)
+}
+
+/// Sets `profile.mobilePhone` after the factor changed (`--update-profile`);
+/// a failure is noted on the row, whose outcome stays that of the factor.
+async fn set_profile_phone(client: &Client, mode: Mode, r: &mut RowResult) {
+    let changed = matches!(
+        r.outcome,
+        Outcome::Updated | Outcome::Enrolled | Outcome::Unchanged
+    );
+    if !mode.writes() {
+        if matches!(r.outcome, Outcome::WouldUpdate | Outcome::WouldEnroll) {
+            r.note("would also set profile.mobilePhone");
+        }
+        return;
+    }
+    if !changed || r.user_id.is_empty() || r.new_phone.is_empty() {
+        return;
+    }
+    match client.set_mobile_phone(&r.user_id, &r.new_phone).await {
+        Ok(reply) => {
+            r.attempts += reply.attempts;
+            r.note("profile.mobilePhone set to the new number");
+        }
+        Err(e) => {
+            r.attempts += e.attempts;
+            tracing::warn!(row = r.row, error = %e, "profile.mobilePhone could not be set; the factor change stands");
+            r.note(format!(
+                "profile.mobilePhone NOT set ({e}); the factor change stands"
+            ));
+        }
+    }
+}
+
+/// `plan`'s stdout: a table for people or JSON lines for programs.
+struct PlanOut {
+    format: PlanFormat,
+    header_done: bool,
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl PlanOut {
+    fn new(format: PlanFormat) -> PlanOut {
+        PlanOut {
+            format,
+            header_done: false,
+            out: std::io::BufWriter::new(std::io::stdout()),
+        }
+    }
+
+    fn row(&mut self, r: &RowResult) {
+        use std::io::Write as _;
+        let line = match self.format {
+            PlanFormat::Text => {
+                if !self.header_done {
+                    self.header_done = true;
+                    let _ = writeln!(
+                        self.out,
+                        "{:>6}  {:<14}  {:<32}  {:<28}  detail",
+                        "row", "outcome", "user", "old -> new"
+                    );
+                }
+                plan_line(r)
+            }
+            PlanFormat::Json => serde_json::json!({
+                "type": "row",
+                "row": r.row,
+                "user": r.user,
+                "user_id": r.user_id,
+                "login": r.login,
+                "outcome": r.outcome.as_str(),
+                "old_phone": masked_or_empty(&r.old_phone),
+                "new_phone": masked_or_empty(&r.new_phone),
+                "detail": r.detail,
+                "error_code": r.error.error_code,
+            })
+            .to_string(),
+        };
+        let _ = writeln!(self.out, "{line}");
+        let _ = self.out.flush();
+    }
+
+    fn finish(mut self, summary: &Summary) {
+        use std::io::Write as _;
+        let counts: Vec<(&str, u64)> = Outcome::ALL
+            .iter()
+            .map(|o| (o.as_str(), summary.get(*o)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        match self.format {
+            PlanFormat::Text => {
+                let _ = writeln!(self.out, "\n{} rows:", summary.rows);
+                for (o, n) in &counts {
+                    let _ = writeln!(self.out, "  {o:<16} {n:>8}");
+                }
+            }
+            PlanFormat::Json => {
+                let map: serde_json::Map<String, serde_json::Value> = counts
+                    .iter()
+                    .map(|(o, n)| ((*o).to_string(), serde_json::json!(n)))
+                    .collect();
+                let _ = writeln!(
+                    self.out,
+                    "{}",
+                    serde_json::json!({"type": "summary", "rows": summary.rows, "counts": map})
+                );
+            }
+        }
+        let _ = self.out.flush();
+    }
+}
+
+fn masked_or_empty(n: &str) -> String {
+    if n.is_empty() {
+        String::new()
+    } else {
+        phone::mask(n)
+    }
+}
+
 fn plan_line(r: &RowResult) -> String {
     let change = if r.old_phone.is_empty() && r.new_phone.is_empty() {
         String::new()
@@ -1135,7 +1384,13 @@ pub async fn validate(input_path: &Path, opts: &InputOptions, quiet: bool) -> u8
     };
     let mut summary = Summary::new("validate");
     while let Some(Ok(row)) = rx.recv().await {
-        let r = match dispatch(row, &index, opts.factor_type.as_str(), false) {
+        let r = match dispatch(
+            row,
+            &index,
+            opts.factor_type.as_str(),
+            false,
+            &Selection::default(),
+        ) {
             Dispatch::Done(r) => r,
             Dispatch::Work(t) => {
                 let mut r = RowResult::new(t.row, &t.user_raw, "", Outcome::Unchanged);

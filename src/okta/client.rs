@@ -14,8 +14,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use super::FactorType;
+use super::auth::{Auth, Credentials};
 use super::wire::{EnrollRequest, ErrorBody, FactorProfile, User, UserFactor, X_OKTA_REQUEST_ID};
-use crate::config::Secret;
 use crate::outcome::OktaErrorInfo;
 use crate::pacer::{Bucket, Pacer, RateHeaders};
 
@@ -23,8 +23,10 @@ use crate::pacer::{Bucket, Pacer, RateHeaders};
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub org_url: Url,
-    pub token: Secret,
+    pub credentials: Credentials,
     pub timeout: Duration,
+    /// Extra trusted roots (`--ca-file`), e.g. a TLS-inspecting proxy's.
+    pub extra_roots: Vec<reqwest::Certificate>,
     /// Attempts for a request that fails with 5xx, a timeout or a broken
     /// connection (when it is safe to repeat).
     pub max_attempts: u32,
@@ -47,6 +49,8 @@ pub enum FailureKind {
     Decode,
     /// Stopped on this side before sending (journal, read-only mode).
     Local,
+    /// No access token: the token endpoint refused or was unreachable.
+    Auth,
 }
 
 /// A failed request, with everything Okta Support needs.
@@ -85,7 +89,9 @@ impl OktaError {
         match self.kind {
             FailureKind::Timeout | FailureKind::Transport => true,
             FailureKind::Status => self.status.is_some_and(|s| s >= 500),
-            FailureKind::Connect | FailureKind::Decode | FailureKind::Local => false,
+            FailureKind::Connect | FailureKind::Decode | FailureKind::Local | FailureKind::Auth => {
+                false
+            }
         }
     }
 
@@ -108,17 +114,38 @@ impl OktaError {
     /// The failure means the run cannot go on at all: a bad token, or an
     /// org-wide daily SMS/voice quota used up.
     pub fn is_fatal(&self) -> bool {
-        self.status == Some(401) || matches!(self.code(), "E0000146" | "E0000147" | "E0000186")
+        self.kind == FailureKind::Auth
+            || self.status == Some(401)
+            || matches!(self.code(), "E0000146" | "E0000147" | "E0000186")
     }
 
     /// A hint computed from the error, printed under it.
     pub fn hint(&self) -> Option<&'static str> {
+        if self.kind == FailureKind::Auth {
+            return Some(match self.code() {
+                "invalid_client" => {
+                    "check the client id, the private key (its public half must be registered on the app, with the same kid) and this machine's clock"
+                }
+                "invalid_scope" => {
+                    "grant the scopes on the app's Okta API Scopes tab (okta.users.manage for apply, okta.users.read for plan), or set them with --scopes"
+                }
+                "unauthorized_client" => {
+                    "the app must be an API Services app that allows the client credentials grant"
+                }
+                "invalid_dpop_proof" | "use_dpop_nonce" => {
+                    "the DPoP handshake failed; check this machine's clock, or turn off 'Require DPoP' on the app"
+                }
+                _ => {
+                    "check --org-url, the network path to the org (--ca-file for a TLS-inspecting proxy) and the app's settings"
+                }
+            });
+        }
         match (self.status, self.code()) {
             (Some(401), _) => Some(
-                "check the API token (OKTA_CLIENT_TOKEN, OKTA_API_TOKEN or --token-file): it may be wrong, expired or revoked",
+                "check the credentials (the API token, or the OAuth app and its key): they may be wrong, expired or revoked; `okta-phone-migrate config show` tells which are used",
             ),
             (Some(403), "E0000006") => Some(
-                "the token's admin lacks a role covering these users; an API token acts with the rights of the admin who created it",
+                "the token's admin (or the OAuth app) lacks a role or scope covering these users; an API token acts with the rights of the admin who created it, an OAuth app with the admin role assigned to it and its granted scopes",
             ),
             (_, "E0000146" | "E0000147" | "E0000186") => {
                 Some("the org's SMS/voice quota is used up; retrying today is futile")
@@ -182,6 +209,7 @@ pub struct Reply<T> {
 pub struct Client {
     http: reqwest::Client,
     cfg: ClientConfig,
+    auth: Auth,
     pacer: Arc<Pacer>,
     /// When set, only GET may leave (the `plan` guarantee).
     read_only: bool,
@@ -196,7 +224,7 @@ enum Repeat {
 
 impl Client {
     pub fn new(cfg: ClientConfig, pacer: Arc<Pacer>, read_only: bool) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!(
                 env!("CARGO_PKG_NAME"),
                 "/",
@@ -204,11 +232,19 @@ impl Client {
             ))
             .timeout(cfg.timeout)
             .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()?;
+            .pool_idle_timeout(Duration::from_secs(90));
+        for cert in &cfg.extra_roots {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        let http = builder.build()?;
+        // The token requests go through the same client (same roots, same
+        // timeouts); they never pass the read-only guard below, which is
+        // for the API.
+        let auth = Auth::new(cfg.credentials.clone(), &cfg.org_url, http.clone());
         Ok(Client {
             http,
             cfg,
+            auth,
             pacer,
             read_only,
         })
@@ -216,6 +252,11 @@ impl Client {
 
     pub fn pacer(&self) -> &Pacer {
         &self.pacer
+    }
+
+    /// Requests sent to the OAuth token endpoint (0 with an SSWS token).
+    pub fn token_requests(&self) -> u64 {
+        self.auth.token_requests()
     }
 
     /// `{org}/api/v1/users/{segments...}`, each segment percent-encoded so
@@ -299,6 +340,29 @@ impl Client {
         // A repeated DELETE after an unknown outcome answers 404, which the
         // job reads as "already gone": safe to repeat.
         self.send_empty(Method::DELETE, url, Bucket::Users).await
+    }
+
+    /// `POST /api/v1/users/{userId}` with only `profile.mobilePhone`: a
+    /// partial update, so the rest of the profile is left as it is.
+    pub async fn set_mobile_phone(
+        &self,
+        user_id: &str,
+        phone_e164: &str,
+    ) -> Result<Reply<User>, OktaError> {
+        let url = self.users_url(&[user_id]);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "profile": {"mobilePhone": phone_e164}
+        }))
+        .map_err(|e| OktaError::local(format!("cannot encode the profile update: {e}")))?;
+        // Setting the same value twice is harmless: safe to repeat.
+        self.send(
+            Method::POST,
+            url,
+            Bucket::UserWrite,
+            Some(body),
+            Repeat::Safe,
+        )
+        .await
     }
 
     /// `POST /api/v1/users/{userId}/factors?updatePhone=true&activate=...`.
@@ -396,9 +460,17 @@ impl Client {
         let mut attempts = 0u32;
         let mut throttled = 0u32;
         let mut failures = 0u32;
+        let mut auth_retries = 0u32;
         let mut retry_for = String::new();
         loop {
             attempts += 1;
+            let applied = match self.auth.apply(&method, &url).await {
+                Ok(a) => a,
+                Err(mut e) => {
+                    e.attempts += attempts - 1;
+                    return Err(e);
+                }
+            };
             let result = {
                 let _ticket = self.pacer.acquire(bucket).await;
                 let mut req = self
@@ -407,8 +479,11 @@ impl Client {
                     .header(reqwest::header::ACCEPT, "application/json")
                     .header(
                         reqwest::header::AUTHORIZATION,
-                        self.cfg.token.authorization(),
+                        applied.authorization.clone(),
                     );
+                if let Some(proof) = &applied.dpop {
+                    req = req.header("DPoP", proof.clone());
+                }
                 if attempts > 1 {
                     req = req.header("X-Okta-Retry-Count", (attempts - 1).to_string());
                     if !retry_for.is_empty() {
@@ -428,13 +503,14 @@ impl Client {
                         if let Some(h) = rate {
                             self.pacer.observe(bucket, h);
                         }
+                        self.auth.observe(&headers);
                         let request_id = headers
                             .get(X_OKTA_REQUEST_ID)
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or_default()
                             .to_string();
                         match resp.bytes().await {
-                            Ok(bytes) => Ok((status, rate, request_id, bytes.to_vec())),
+                            Ok(bytes) => Ok((status, rate, request_id, bytes.to_vec(), headers)),
                             Err(e) => Err(transport_error(&e, request_id, attempts)),
                         }
                     }
@@ -443,7 +519,7 @@ impl Client {
             };
 
             let err = match result {
-                Ok((status, _, request_id, bytes)) if status.is_success() => {
+                Ok((status, _, request_id, bytes, _)) if status.is_success() => {
                     self.pacer.succeeded();
                     return Ok(RawReply {
                         status: status.as_u16(),
@@ -452,7 +528,18 @@ impl Client {
                         attempts,
                     });
                 }
-                Ok((status, rate, request_id, bytes)) => {
+                // A refused OAuth token (expired, revoked) or a DPoP nonce
+                // request: nothing was applied, so sending it again with a
+                // new token or nonce is safe, a couple of times at most.
+                Ok((status, _, _, _, headers))
+                    if status == StatusCode::UNAUTHORIZED
+                        && auth_retries < 2
+                        && self.auth.rejected(&applied, &headers) =>
+                {
+                    auth_retries += 1;
+                    continue;
+                }
+                Ok((status, rate, request_id, bytes, _)) => {
                     let body = serde_json::from_slice::<ErrorBody>(&bytes).ok();
                     let err = OktaError {
                         kind: FailureKind::Status,
@@ -520,7 +607,7 @@ impl Client {
                 FailureKind::Connect => true,
                 FailureKind::Status => err.status.is_some_and(|s| s >= 500),
                 FailureKind::Timeout | FailureKind::Transport => true,
-                FailureKind::Decode | FailureKind::Local => false,
+                FailureKind::Decode | FailureKind::Local | FailureKind::Auth => false,
             };
             let may_repeat = repeat == Repeat::Safe || !err.outcome_unknown();
             failures += 1;
@@ -596,8 +683,9 @@ mod tests {
         Client::new(
             ClientConfig {
                 org_url: Url::parse("https://org.example.com").unwrap(),
-                token: Secret::new("t".into()),
+                credentials: Credentials::Ssws(crate::config::Secret::new("t".into())),
                 timeout: Duration::from_secs(1),
+                extra_roots: Vec::new(),
                 max_attempts: 3,
                 max_throttled: 3,
             },

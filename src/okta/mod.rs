@@ -1,6 +1,7 @@
 //! Everything that speaks to Okta: the wire types, the HTTP client and its
 //! typed errors.
 
+pub mod auth;
 pub mod client;
 pub mod wire;
 
