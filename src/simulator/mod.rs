@@ -73,8 +73,15 @@
 //! - `GET /__sim/requests`: every `/api/v1` request, [`LoggedRequest`]:
 //!   `seq`, `method`, `path` (raw, still percent-encoded), `query`, `body`,
 //!   `status` (0 if dropped), `errorCode`, `requestId`, `tStartMs`,
-//!   `tEndMs`, `authScheme` (never the token), `fault`, `dropped`.
+//!   `tEndMs`, `authScheme` (never the token), `fault`, `dropped`,
+//!   `serverTimeMs` (arrival by the simulator's clock, epoch ms) and, while
+//!   capture is on, `exchange`: `requestHeaders` (the credential cut to its
+//!   scheme), `responseHeaders`, `responseBody`.
 //! - `POST /__sim/reset-log`: empties the request log.
+//! - `GET|POST /__sim/settings`: [`SimSettings`], e.g. `{"capture": true,
+//!   "clockSkewSecs": -300}`: capture headers and response bodies in the
+//!   request log (for the contract check in `contract/`), and run the
+//!   simulator's clock (`Date`, every `Reset`) that far from the machine's.
 //! - `GET /__sim/faults`: the rules with `hits` and `skipped` counts.
 //! - `POST /__sim/faults`: adds one [`Fault`] or an array of them (201).
 //! - `DELETE /__sim/faults`: removes all rules.
@@ -118,7 +125,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::{Fault, FaultAction, FaultMatch};
-pub use server::LoggedRequest;
+pub use server::{Exchange, LoggedRequest, SimSettings};
 pub use state::{SentOtp, StoredPhone, UserSnapshot};
 
 use server::{ConnHandle, KillableListener, Shared};
@@ -385,6 +392,11 @@ impl Simulator {
 
     pub fn clear_requests(&self) {
         lock(&self.shared.log).clear();
+    }
+
+    /// Turns capture on or off and sets the clock skew.
+    pub fn set_settings(&self, settings: SimSettings) {
+        *lock(&self.shared.settings) = settings;
     }
 
     pub fn add_fault(&self, fault: Fault) {

@@ -3,6 +3,7 @@
 //! per-request pipeline (concurrency, latency, rate limit, auth, faults),
 //! common headers, the request log and the `/__sim/` admin endpoints.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -64,6 +65,42 @@ pub struct LoggedRequest {
     /// The fault rule that fired, e.g. `#0 performThenDrop`.
     pub fault: Option<String>,
     pub dropped: bool,
+    /// Arrival time by the simulator's own clock (clock skew included),
+    /// epoch milliseconds: what a `Reset` header is measured against.
+    #[serde(default)]
+    pub server_time_ms: u64,
+    /// Headers and the response, recorded only while capture is on (see
+    /// [`SimSettings`]); what the contract check validates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<Exchange>,
+}
+
+/// The parts of one exchange a contract check needs beyond
+/// [`LoggedRequest`]: request headers (credentials redacted), and the
+/// response's headers and body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exchange {
+    /// Lower-case names; `authorization` keeps only its scheme.
+    pub request_headers: BTreeMap<String, String>,
+    pub response_headers: BTreeMap<String, String>,
+    /// The JSON body sent, `None` for an empty one (204, dropped).
+    pub response_body: Option<Value>,
+}
+
+/// Settings that can change while the simulator runs, through
+/// `POST /__sim/settings` or [`super::Simulator::set_settings`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimSettings {
+    /// Record headers and response bodies in the request log.
+    #[serde(default)]
+    pub capture: bool,
+    /// How far the simulator's clock is from the machine's, in seconds:
+    /// `Date` and every `X-Rate-Limit-Reset` move with it, as they would
+    /// for a client whose own clock is off by the opposite amount.
+    #[serde(default)]
+    pub clock_skew_secs: i64,
 }
 
 /// Everything the request handlers share.
@@ -76,6 +113,7 @@ pub(crate) struct Shared {
     pub faults: FaultBook,
     pub log: Mutex<Vec<LoggedRequest>>,
     pub seq: AtomicU64,
+    pub settings: Mutex<SimSettings>,
 }
 
 impl Shared {
@@ -89,7 +127,12 @@ impl Shared {
             faults: FaultBook::default(),
             log: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
+            settings: Mutex::new(SimSettings::default()),
         }
+    }
+
+    pub(crate) fn settings(&self) -> SimSettings {
+        *lock(&self.settings)
     }
 
     fn ms(&self) -> u64 {
@@ -295,6 +338,8 @@ fn rate_limited() -> ApiError {
 
 async fn api(shared: &Arc<Shared>, conn: &ConnHandle, req: Request) -> Response {
     let t_start_ms = shared.ms();
+    let settings = shared.settings();
+    let server_time_ms = epoch_ms(skewed(SystemTime::now(), settings.clock_skew_secs));
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let request_id = rules::new_request_id(seq);
     let (parts, body) = req.into_parts();
@@ -312,6 +357,9 @@ async fn api(shared: &Arc<Shared>, conn: &ConnHandle, req: Request) -> Response 
         .as_deref()
         .and_then(|a| a.split_whitespace().next())
         .map(str::to_string);
+    let request_headers = settings
+        .capture
+        .then(|| captured_request_headers(&parts.headers));
 
     let slot = shared.concurrency.try_enter();
     let body = axum::body::to_bytes(body, MAX_BODY).await;
@@ -343,29 +391,70 @@ async fn api(shared: &Arc<Shared>, conn: &ConnHandle, req: Request) -> Response 
     };
 
     let t_end_ms = shared.ms();
+    let status = outcome.status;
+    let error_code = outcome.error_code.clone();
+    let fault = outcome.fault.clone();
+    let dropped = outcome.drop_connection;
+    let response_body = request_headers.as_ref().and(outcome.body.clone());
+    let resp = render(outcome, &request_id, shared.settings().clock_skew_secs);
+    let exchange = request_headers.map(|request_headers| Exchange {
+        request_headers,
+        response_headers: resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        response_body: if dropped { None } else { response_body },
+    });
     lock(&shared.log).push(LoggedRequest {
         seq,
         method: parts.method.to_string(),
         path: raw_path,
         query: query_string,
         body: logged_body,
-        status: if outcome.drop_connection {
-            0
-        } else {
-            outcome.status
-        },
-        error_code: outcome.error_code.clone(),
-        request_id: request_id.clone(),
+        status: if dropped { 0 } else { status },
+        error_code,
+        request_id,
         t_start_ms,
         t_end_ms,
         auth_scheme,
-        fault: outcome.fault.clone(),
-        dropped: outcome.drop_connection,
+        fault,
+        dropped,
+        server_time_ms,
+        exchange,
     });
-    if outcome.drop_connection {
+    if dropped {
         conn.kill();
     }
-    render(outcome, &request_id)
+    resp
+}
+
+/// The request headers a contract check reads; the credential is cut to
+/// its scheme so the log never holds a token.
+fn captured_request_headers(h: &axum::http::HeaderMap) -> BTreeMap<String, String> {
+    h.iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().to_string();
+            let value = v.to_str().ok()?;
+            let value = if name == "authorization" {
+                let scheme = value.split_whitespace().next().unwrap_or_default();
+                format!("{scheme} [redacted]")
+            } else {
+                value.to_string()
+            };
+            Some((name, value))
+        })
+        .collect()
+}
+
+fn skewed(t: SystemTime, skew_secs: i64) -> SystemTime {
+    let d = Duration::from_secs(skew_secs.unsigned_abs());
+    if skew_secs >= 0 { t + d } else { t - d }
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 struct ApiRequest<'a> {
@@ -554,11 +643,16 @@ fn perform(
     }
 }
 
-fn render(o: Outcome, request_id: &str) -> Response {
-    let now = SystemTime::now();
-    let date_secs = epoch_secs_floor(now);
+/// Builds the response. `Date` and bucket resets (computed on the
+/// machine's clock) move by the simulator's clock skew.
+fn render(o: Outcome, request_id: &str, skew_secs: i64) -> Response {
+    let date_secs = epoch_secs_floor(skewed(SystemTime::now(), skew_secs));
     let (limit, remaining, reset) = match o.rate {
-        RateInfo::Bucket(h) => (h.limit, h.remaining, h.reset),
+        RateInfo::Bucket(h) => (
+            h.limit,
+            h.remaining,
+            h.reset.saturating_add_signed(skew_secs),
+        ),
         RateInfo::Concurrency => (0, 0, date_secs + CONCURRENCY_RESET_HINT_SECS),
         RateInfo::Scripted {
             limit,
@@ -610,6 +704,20 @@ async fn admin(shared: &Arc<Shared>, req: Request) -> Response {
         ("POST", "/__sim/reset-log") => {
             lock(&shared.log).clear();
             StatusCode::NO_CONTENT.into_response()
+        }
+        ("GET", "/__sim/settings") => axum::Json(shared.settings()).into_response(),
+        ("POST", "/__sim/settings") => {
+            let bytes = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+                Ok(b) => b,
+                Err(e) => return admin_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            match serde_json::from_slice::<SimSettings>(&bytes) {
+                Ok(s) => {
+                    *lock(&shared.settings) = s;
+                    axum::Json(s).into_response()
+                }
+                Err(e) => admin_error(StatusCode::BAD_REQUEST, &format!("bad settings JSON: {e}")),
+            }
         }
         ("GET", "/__sim/faults") => axum::Json(shared.faults.list()).into_response(),
         ("DELETE", "/__sim/faults") => {

@@ -1009,3 +1009,55 @@ async fn bundled_samples_load_as_their_readme_describes() {
     let csv = std::fs::read(dir.join("users.csv")).unwrap();
     assert!(csv.starts_with(b"\xEF\xBB\xBFuser,display_name,new_phone\r\n"));
 }
+
+#[tokio::test]
+async fn capture_records_bodies_and_skew_moves_date_and_reset() {
+    let h = Harness::start(cfg()).await;
+    // Off by default: no exchange in the log.
+    let _ = h.get("/api/v1/users/00u1test000000000001/factors").await;
+    assert!(h.sim.requests()[0].exchange.is_none());
+
+    h.sim.set_settings(super::SimSettings {
+        capture: true,
+        clock_skew_secs: -600,
+    });
+    let machine = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let r = h.get("/api/v1/users/00u1test000000000001/factors").await;
+    let date = date_secs(&r);
+    let reset: u64 = header(&r, "x-rate-limit-reset").parse().unwrap();
+    assert!(
+        date + 590 <= machine && date + 610 >= machine,
+        "{date} vs {machine}"
+    );
+    assert!(
+        reset > date && reset <= date + 61,
+        "reset {reset}, date {date}"
+    );
+    let body: Value = r.json().await.unwrap();
+
+    let log = h.sim.requests();
+    let rec = log.last().unwrap();
+    let ex = rec.exchange.as_ref().expect("captured");
+    assert_eq!(ex.response_body.as_ref(), Some(&body));
+    assert_eq!(ex.request_headers["authorization"], "SSWS [redacted]");
+    assert!(!serde_json::to_string(&log).unwrap().contains(TOKEN));
+    assert_eq!(ex.response_headers["x-rate-limit-reset"], reset.to_string());
+    assert!(rec.server_time_ms / 1000 >= date && rec.server_time_ms / 1000 <= date + 1);
+
+    // A scripted 429 resets relative to the skewed Date too.
+    h.sim.add_fault(
+        Fault::new(FaultAction::RateLimited {
+            limit: 100,
+            reset_in_secs: 7,
+        })
+        .times(1),
+    );
+    let r = h.get("/api/v1/users/00u1test000000000001/factors").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let reset: u64 = header(&r, "x-rate-limit-reset").parse().unwrap();
+    assert_eq!(reset, date_secs(&r) + 7);
+    h.sim.shutdown().await;
+}
