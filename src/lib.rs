@@ -130,6 +130,7 @@ pub fn run(cli: Cli) -> u8 {
                     concurrency: s.concurrency,
                     latency: Duration::from_millis(s.latency_ms),
                     oie: s.oie,
+                    oauth: None,
                 };
                 let org = match s.org.as_deref().map(simulator::OrgData::load).transpose() {
                     Ok(org) => org.unwrap_or_default(),

@@ -27,7 +27,10 @@
 //!   deleted factor; a verified one blocks a different number unless
 //!   `updatePhone=true` (F3/F4) and brings the same number back ACTIVE with
 //!   no OTP (F5). `SimConfig::oie` allows several sms factors.
-//! - Auth: `Authorization: SSWS <token>` only, else 401 `E0000011`.
+//! - Auth: `Authorization: SSWS <token>`, else 401 `E0000011`; with
+//!   `SimConfig::oauth`, also OAuth for a service app: `POST
+//!   /oauth2/v1/token` (private_key_jwt, DPoP with a nonce) and `Bearer` /
+//!   `DPoP` tokens with scopes on API calls (see `oauth.rs`).
 //! - Rate limits (§7.6): buckets for `GET /users/{idOrLogin}`, for
 //!   `/users` plus every factor call, for `POST /users/{id}`, and for the
 //!   rest; windows open on first use; the last slot answers 200 with
@@ -36,7 +39,8 @@
 //! - Every `/api/v1` answer carries `X-Rate-Limit-Limit/-Remaining/-Reset`,
 //!   `X-Okta-Request-Id` and `Date`; errors use Okta's `Error` body.
 //!
-//! Not modelled: OAuth/DPoP, 403 permission errors, `expand`, `fields`,
+//! Not modelled: other OAuth grants and client authentications, admin
+//! roles (403s other than missing scopes), `expand`, `fields`,
 //! `sortBy`, search's eventual consistency, the enrollment policy that can
 //! hide factors, per-user SMS quotas, factor types other than sms/call at
 //! enroll, user creation and lifecycle calls. Error texts that OKTA-API.md
@@ -103,6 +107,7 @@
 //! `match` fields are optional; `times` absent means always.
 
 mod faults;
+mod oauth;
 mod ratelimit;
 mod rules;
 mod server;
@@ -125,6 +130,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::{Fault, FaultAction, FaultMatch};
+pub use oauth::{SimOAuth, TokenRequest};
 pub use server::{Exchange, LoggedRequest, SimSettings};
 pub use state::{SentOtp, StoredPhone, UserSnapshot};
 
@@ -149,6 +155,8 @@ pub struct SimConfig {
     pub latency: Duration,
     /// Identity Engine mode: several sms factors per user are possible.
     pub oie: bool,
+    /// An OAuth service app the org accepts besides SSWS tokens.
+    pub oauth: Option<SimOAuth>,
 }
 
 impl Default for SimConfig {
@@ -160,6 +168,7 @@ impl Default for SimConfig {
             concurrency: 75,
             latency: Duration::ZERO,
             oie: false,
+            oauth: None,
         }
     }
 }
@@ -397,6 +406,22 @@ impl Simulator {
     /// Turns capture on or off and sets the clock skew.
     pub fn set_settings(&self, settings: SimSettings) {
         *lock(&self.shared.settings) = settings;
+    }
+
+    /// The requests made to `/oauth2/v1/token`, oldest first.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.shared
+            .oauth
+            .as_ref()
+            .map(|o| o.requests())
+            .unwrap_or_default()
+    }
+
+    /// Forgets every issued access token (a revocation).
+    pub fn revoke_tokens(&self) {
+        if let Some(o) = &self.shared.oauth {
+            o.revoke_all();
+        }
     }
 
     pub fn add_fault(&self, fault: Fault) {

@@ -113,6 +113,8 @@ pub(crate) struct Shared {
     pub faults: FaultBook,
     pub log: Mutex<Vec<LoggedRequest>>,
     pub seq: AtomicU64,
+    /// The OAuth authorization server, when `SimConfig::oauth` is set.
+    pub oauth: Option<super::oauth::OAuthServer>,
     pub settings: Mutex<SimSettings>,
 }
 
@@ -121,6 +123,7 @@ impl Shared {
         Shared {
             limiter: RateLimiter::new(cfg.rate_limit, cfg.window),
             concurrency: Concurrency::new(cfg.concurrency),
+            oauth: cfg.oauth.clone().map(super::oauth::OAuthServer::new),
             cfg,
             started: Instant::now(),
             org: Mutex::new(org),
@@ -162,6 +165,20 @@ async fn handle(
 ) -> Response {
     if req.uri().path().starts_with("/__sim/") {
         return admin(&shared, req).await;
+    }
+    if req.uri().path() == super::oauth::TOKEN_PATH
+        && let Some(oauth) = &shared.oauth
+    {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .unwrap_or_default();
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        return oauth.token(&parts.method, host, &parts.headers, &body);
     }
     api(&shared, &conn, req).await
 }
@@ -382,6 +399,7 @@ async fn api(shared: &Arc<Shared>, conn: &ConnHandle, req: Request) -> Response 
                 raw_path: &raw_path,
                 query: &query,
                 authorization: authorization.as_deref(),
+                headers: &parts.headers,
                 body,
             };
             process(shared, req).await
@@ -462,6 +480,7 @@ struct ApiRequest<'a> {
     raw_path: &'a str,
     query: &'a Vec<(String, String)>,
     authorization: Option<&'a str>,
+    headers: &'a axum::http::HeaderMap,
     body: Result<Bytes, axum::Error>,
 }
 
@@ -472,11 +491,39 @@ async fn process(shared: &Arc<Shared>, req: ApiRequest<'_>) -> Outcome {
         Ok(h) => RateInfo::Bucket(h),
         Err(h) => return Outcome::from_error(rate_limited(), RateInfo::Bucket(h)),
     };
-    if !auth_ok(shared.cfg.token.as_deref(), req.authorization) {
-        return Outcome::from_error(
-            ApiError::new(401, "E0000011", "Invalid token provided"),
-            rate,
-        );
+    let scheme = req
+        .authorization
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap_or_default();
+    match &shared.oauth {
+        // OAuth access tokens (oauth.rs); SSWS as before.
+        Some(oauth)
+            if scheme.eq_ignore_ascii_case("Bearer") || scheme.eq_ignore_ascii_case("DPoP") =>
+        {
+            let token = req
+                .authorization
+                .and_then(|a| a.split_whitespace().nth(1))
+                .unwrap_or_default();
+            let dpop = req.headers.get("dpop").and_then(|v| v.to_str().ok());
+            let host = req
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let url = format!("http://{host}{}", req.raw_path);
+            if let Err(r) = oauth.check_api(scheme, token, dpop, req.method, &url) {
+                let mut out = Outcome::from_error(ApiError::new(r.status, r.code, r.summary), rate);
+                out.headers.extend(r.headers);
+                return out;
+            }
+        }
+        _ if !auth_ok(shared.cfg.token.as_deref(), req.authorization) => {
+            return Outcome::from_error(
+                ApiError::new(401, "E0000011", "Invalid token provided"),
+                rate,
+            );
+        }
+        _ => {}
     }
     let Ok(body) = req.body else {
         return Outcome::from_error(ApiError::bad_body(), rate);
