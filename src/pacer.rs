@@ -105,6 +105,10 @@ struct BucketState {
     paused_until: Option<Instant>,
     /// Earliest moment the next request of this bucket may leave.
     next_slot: Option<Instant>,
+    /// When the request that met the 429 may retry: it goes alone, ahead
+    /// of every other request held by the pause, and opens the new window.
+    probe_at: Option<Instant>,
+    probe_taken: bool,
     in_flight: u32,
     /// Requests this window that were paced against the learned limit.
     sent: u64,
@@ -146,6 +150,9 @@ pub struct PaceStatus {
 }
 
 const RESET_MARGIN: Duration = Duration::from_millis(250);
+/// How long the retry of a throttled request has the bucket to itself
+/// before the other held requests follow.
+const PROBE_LEAD: Duration = Duration::from_millis(500);
 
 impl Pacer {
     /// `share` is the fraction of each bucket the run may use (0 < share ≤ 1);
@@ -177,6 +184,22 @@ impl Pacer {
 
     /// Waits until a request to `bucket` may leave, then counts it in flight.
     pub async fn acquire(&self, bucket: Bucket) -> Ticket<'_> {
+        // Sit out a pause without holding an in-flight permit, so the
+        // throttled request's retry can always get one when its turn comes.
+        for _ in 0..1_000 {
+            let hold = {
+                let now = Instant::now();
+                let st = self.state(bucket);
+                let probe_open = st.probe_at.is_some_and(|p| p <= now) && !st.probe_taken;
+                st.paused_until
+                    .filter(|u| *u > now && !probe_open)
+                    .map(|u| u - now)
+            };
+            match hold {
+                Some(d) => tokio::time::sleep(d).await,
+                None => break,
+            }
+        }
         let permit = self.concurrency.acquire().await;
         loop {
             let wait = {
@@ -217,9 +240,16 @@ impl Pacer {
     fn decide(&self, st: &mut BucketState, now: Instant) -> Decision {
         if let Some(until) = st.paused_until {
             if until > now {
+                if st.probe_at.is_some_and(|p| p <= now) && !st.probe_taken {
+                    // The throttled request's retry: alone, first.
+                    st.probe_taken = true;
+                    st.next_slot = None;
+                    return Decision::Go;
+                }
                 return Decision::Wait(until - now);
             }
             st.paused_until = None;
+            st.probe_at = None;
         }
         let Some(limit) = st.limit else {
             return if st.in_flight == 0 {
@@ -284,17 +314,23 @@ impl Pacer {
         self.learned.notify_waiters();
     }
 
-    /// A 429 for the bucket: every worker waits until the reset.
+    /// A 429 for the bucket: every worker waits until the reset; the
+    /// caller, which retries after the returned wait, goes first and alone
+    /// (the others follow `PROBE_LEAD` later), so nothing else reaches the
+    /// bucket between the 429 and its retry.
     pub fn pause_until_reset(&self, bucket: Bucket, headers: Option<RateHeaders>) -> Duration {
         self.throttled.fetch_add(1, Ordering::Relaxed);
         let jitter = Duration::from_millis(rand::random_range(0..250));
         let wait = headers.map_or(Duration::from_secs(5), |h| h.reset_in) + RESET_MARGIN + jitter;
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now + wait + PROBE_LEAD;
         let mut st = self.state(bucket);
         st.remaining = 0;
         st.next_slot = None;
         if st.paused_until.is_none_or(|p| p < until) {
             st.paused_until = Some(until);
+            st.probe_at = Some(now + wait);
+            st.probe_taken = false;
         }
         wait
     }
@@ -592,5 +628,31 @@ mod tests {
             Decision::Go
         ));
         assert_eq!(pacer.throttled(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_throttled_request_retries_alone_before_the_others() {
+        let pacer = Pacer::new(1.0, None, 4);
+        let wait = pacer.pause_until_reset(
+            Bucket::Users,
+            Some(RateHeaders {
+                limit: 100,
+                remaining: 0,
+                reset_in: Duration::from_secs(2),
+            }),
+        );
+        let at = Instant::now() + wait;
+        let mut st = pacer.state(Bucket::Users);
+        // Before its turn nobody goes; at its turn exactly one request goes
+        // and the rest stay held a little longer.
+        assert!(matches!(
+            pacer.decide(&mut st, Instant::now()),
+            Decision::Wait(_)
+        ));
+        assert!(matches!(pacer.decide(&mut st, at), Decision::Go));
+        match pacer.decide(&mut st, at) {
+            Decision::Wait(d) => assert!(d >= PROBE_LEAD - Duration::from_millis(5), "{d:?}"),
+            _ => panic!("a second request went with the probe"),
+        }
     }
 }
