@@ -216,22 +216,32 @@ impl Job<'_> {
             of_type.first().map(|f| (*f).clone())
         };
 
-        // A call factor on the same old number is either replaced too or
-        // reported.
+        // The other phone factor on the same old number is never left
+        // behind silently: a call twin of an sms factor is replaced too with
+        // --also-call, and any twin is otherwise reported.
         let old_number = target
             .as_ref()
             .and_then(|f| f.phone_number())
             .map(normalize_stored);
-        let call_twin: Option<UserFactor> = match (&old_number, ft) {
-            (Some(old), FactorType::Sms) => factors
+        let other = match ft {
+            FactorType::Sms => FactorType::Call,
+            FactorType::Call => FactorType::Sms,
+        };
+        let twin: Option<UserFactor> = old_number.as_ref().and_then(|old| {
+            factors
                 .iter()
                 .find(|f| {
-                    is_phone_factor(f, FactorType::Call)
+                    is_phone_factor(f, other)
                         && f.phone_number().is_some_and(|n| phone::same_number(n, old))
                 })
-                .cloned(),
-            _ => None,
-        };
+                .cloned()
+        });
+        if let (Some(_), FactorType::Call) = (&twin, ft) {
+            self.res.note(
+                "an sms factor still holds the old number (replace it with a --factor-type sms run)",
+            );
+        }
+        let call_twin = twin.filter(|_| ft == FactorType::Sms);
 
         let Some(target) = target else {
             if !self.s.if_missing_enroll {
