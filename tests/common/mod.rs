@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use okta_phone_migrate::simulator::{
-    Fault, LoggedRequest, OrgData, SimConfig, Simulator, UserSnapshot,
+    Fault, LoggedRequest, OrgData, SentOtp, SimConfig, SimSettings, Simulator, UserSnapshot,
 };
 use serde_json::{Value, json};
 
@@ -73,6 +73,15 @@ impl Sim {
 
     pub fn clear_faults(&self) {
         self.sim().clear_faults()
+    }
+
+    /// Capture of headers and bodies, and the simulator's clock skew.
+    pub fn set_settings(&self, s: SimSettings) {
+        self.sim().set_settings(s)
+    }
+
+    pub fn sent_otps(&self) -> Vec<SentOtp> {
+        self.sim().sent_otps()
     }
 
     /// Writes (non-GET) requests under /api/v1/ the simulator received.
