@@ -297,30 +297,10 @@ impl Job<'_> {
             return Outcome::WouldUpdate;
         }
 
-        let outcome = match self
+        let replaced = self
             .replace(&t.user_id, ft, &target, &t.phone, activate)
-            .await
-        {
-            Replaced::Done(f) => {
-                self.accept_new(&f, &t.phone, activate);
-                Outcome::Updated
-            }
-            Replaced::Untouched(e) => {
-                self.res
-                    .note("the old factor could not be deleted; nothing changed");
-                self.fail(e, Outcome::Failed)
-            }
-            Replaced::Restored(e) => {
-                self.res.note("the new number was refused after the old factor was deleted; the old number was put back");
-                self.fail(e, Outcome::FailedRestored)
-            }
-            Replaced::Unrestored(e) => {
-                self.res.note(format!(
-                    "the new number was refused and the old number could not be put back: the user has NO {ft} factor now; re-enroll the old number (old_phone) by hand"
-                ));
-                self.fail(e, Outcome::FailedUnrestored)
-            }
-        };
+            .await;
+        let outcome = self.settle(replaced, ft, &t.phone, activate);
 
         if let Some(call) = call_twin {
             if !self.s.also_call {
@@ -361,19 +341,20 @@ impl Job<'_> {
         new: &Phone,
         activate: bool,
     ) -> Replaced {
+        let previous = OldFactor {
+            id: old.id.clone(),
+            factor_type: ft.as_str().to_string(),
+            status: old.status.clone(),
+            phone: old.phone_number().map(normalize_stored).unwrap_or_default(),
+            extension: old.phone_extension().map(str::to_string),
+        };
         if let Some(journal) = self.journal {
             let intent = Intent {
                 row: self.row,
                 user: self.user_raw.clone(),
                 user_id: user_id.to_string(),
                 login: self.res.login.clone(),
-                old: OldFactor {
-                    id: old.id.clone(),
-                    factor_type: ft.as_str().to_string(),
-                    status: old.status.clone(),
-                    phone: old.phone_number().map(normalize_stored).unwrap_or_default(),
-                    extension: old.phone_extension().map(str::to_string),
-                },
+                old: previous.clone(),
                 new_phone: new.e164.clone(),
                 new_extension: new.extension.clone(),
                 activate,
@@ -405,6 +386,20 @@ impl Job<'_> {
                 }
             }
         }
+        self.enroll_or_restore(user_id, ft, &previous, new, activate)
+            .await
+    }
+
+    /// With the old factor gone: enroll the new number, or put the old
+    /// one back. An enroll with no answer is looked for, never repeated.
+    async fn enroll_or_restore(
+        &mut self,
+        user_id: &str,
+        ft: FactorType,
+        previous: &OldFactor,
+        new: &Phone,
+        activate: bool,
+    ) -> Replaced {
         let err = match self
             .enroll(user_id, ft, &new.e164, new.extension.as_deref(), activate)
             .await
@@ -424,10 +419,15 @@ impl Job<'_> {
             // it is the one request that matters most.
             tracing::warn!(error = %err, "enroll failed with a run-stopping error; restoring the old number");
         }
-        let old_number = old.phone_number().map(normalize_stored).unwrap_or_default();
-        let was_active = old.status == "ACTIVE";
+        let was_active = previous.status == "ACTIVE";
         match self
-            .enroll(user_id, ft, &old_number, old.phone_extension(), was_active)
+            .enroll(
+                user_id,
+                ft,
+                &previous.phone,
+                previous.extension.as_deref(),
+                was_active,
+            )
             .await
         {
             Ok(f) => {
@@ -437,7 +437,7 @@ impl Job<'_> {
             }
             Err(restore_err) => {
                 if restore_err.outcome_unknown()
-                    && let Some(f) = self.find_on(user_id, ft, &old_number).await
+                    && let Some(f) = self.find_on(user_id, ft, &previous.phone).await
                 {
                     self.res.new_factor_id.clone_from(&f.id);
                     self.res.new_factor_status.clone_from(&f.status);
@@ -445,6 +445,37 @@ impl Job<'_> {
                 }
                 tracing::error!(user_id, error = %restore_err, "restoring the old number failed");
                 Replaced::Unrestored(err)
+            }
+        }
+    }
+
+    /// The row's outcome for a replacement of its main factor.
+    fn settle(
+        &mut self,
+        replaced: Replaced,
+        ft: FactorType,
+        new: &Phone,
+        activate: bool,
+    ) -> Outcome {
+        match replaced {
+            Replaced::Done(f) => {
+                self.accept_new(&f, new, activate);
+                Outcome::Updated
+            }
+            Replaced::Untouched(e) => {
+                self.res
+                    .note("the old factor could not be deleted; nothing changed");
+                self.fail(e, Outcome::Failed)
+            }
+            Replaced::Restored(e) => {
+                self.res.note("the new number was refused after the old factor was deleted; the old number was put back");
+                self.fail(e, Outcome::FailedRestored)
+            }
+            Replaced::Unrestored(e) => {
+                self.res.note(format!(
+                    "the new number was refused and the old number could not be put back: the user has NO {ft} factor now; re-enroll the old number (old_phone) by hand"
+                ));
+                self.fail(e, Outcome::FailedUnrestored)
             }
         }
     }
@@ -601,48 +632,10 @@ pub async fn recover(
     } else {
         job.res
             .note("resume: completing a change interrupted between delete and enroll");
-        match job
-            .enroll(
-                &intent.user_id,
-                ft,
-                &new.e164,
-                new.extension.as_deref(),
-                intent.activate,
-            )
-            .await
-        {
-            Ok(f) => {
-                job.accept_new(&f, &new, intent.activate);
-                Outcome::Updated
-            }
-            Err(err) => {
-                let old_active = intent.old.status == "ACTIVE";
-                match job
-                    .enroll(
-                        &intent.user_id,
-                        ft,
-                        &intent.old.phone,
-                        intent.old.extension.as_deref(),
-                        old_active,
-                    )
-                    .await
-                {
-                    Ok(f) => {
-                        job.res.new_factor_id.clone_from(&f.id);
-                        job.res.new_factor_status.clone_from(&f.status);
-                        job.res
-                            .note("the new number was refused; the old number was put back");
-                        job.fail(err, Outcome::FailedRestored)
-                    }
-                    Err(_) => {
-                        job.res.note(format!(
-                            "the new number was refused and the old number could not be put back: the user has NO {ft} factor now"
-                        ));
-                        job.fail(err, Outcome::FailedUnrestored)
-                    }
-                }
-            }
-        }
+        let replaced = job
+            .enroll_or_restore(&intent.user_id, ft, &intent.old, &new, intent.activate)
+            .await;
+        job.settle(replaced, ft, &new, intent.activate)
     };
     job.res.elapsed_ms = started.elapsed().as_millis() as u64;
     Some(JobResult {
