@@ -785,6 +785,18 @@ pub async fn run(cfg: RunConfig) -> u8 {
                     r
                 } else {
                     let mut out = job::run(&client, &settings, journal.as_ref(), target).await;
+                    // No access token: nothing was sent for this row, so it
+                    // was not attempted rather than failed.
+                    if out.result.outcome == Outcome::Failed
+                        && out
+                            .fatal
+                            .as_ref()
+                            .is_some_and(|e| e.kind == crate::okta::client::FailureKind::Auth)
+                    {
+                        out.result.outcome = Outcome::NotAttempted;
+                        out.result.detail =
+                            "not attempted: no access token (the token request was refused)".into();
+                    }
                     if update_profile {
                         set_profile_phone(&client, settings.mode, &mut out.result).await;
                     }

@@ -350,6 +350,9 @@ struct State {
     /// The API's last nonce (`DPoP-Nonce` on an API answer).
     api_nonce: Option<String>,
     generation: u64,
+    /// A fetch that failed for good: later requests get the same answer
+    /// instead of asking the token endpoint again (the run stops anyway).
+    failed: Option<OktaError>,
 }
 
 /// OAuth at run time: the settings, the cached token and the DPoP state.
@@ -490,10 +493,19 @@ impl OAuth {
             Some(x) => x,
             None => {
                 let _one = self.fetching.lock().await;
+                if let Some(e) = self.lock().failed.clone() {
+                    return Err(e);
+                }
                 match self.valid_token() {
                     Some(x) => x,
                     None => {
-                        let t = self.fetch().await?;
+                        let t = match self.fetch().await {
+                            Ok(t) => t,
+                            Err(e) => {
+                                self.lock().failed = Some(e.clone());
+                                return Err(e);
+                            }
+                        };
                         let mut st = self.lock();
                         st.generation += 1;
                         let t = Token {

@@ -464,6 +464,9 @@ impl Client {
         let mut retry_for = String::new();
         loop {
             attempts += 1;
+            let ticket = self.pacer.acquire(bucket).await;
+            // Signed after the pacer's wait, so a proof is fresh and a token
+            // that ran out while waiting is renewed first.
             let applied = match self.auth.apply(&method, &url).await {
                 Ok(a) => a,
                 Err(mut e) => {
@@ -472,7 +475,6 @@ impl Client {
                 }
             };
             let result = {
-                let _ticket = self.pacer.acquire(bucket).await;
                 let mut req = self
                     .http
                     .request(method.clone(), url.clone())
@@ -517,6 +519,7 @@ impl Client {
                     Err(e) => Err(transport_error(&e, String::new(), attempts)),
                 }
             };
+            drop(ticket);
 
             let err = match result {
                 Ok((status, _, request_id, bytes, _)) if status.is_success() => {
