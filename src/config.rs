@@ -53,7 +53,7 @@ impl Secret {
 
     /// For `config show`: the length and nothing else.
     pub fn masked(&self) -> String {
-        format!("******** ({} characters)", self.0.chars().count())
+        "******** (hidden)".to_string()
     }
 }
 

@@ -373,10 +373,7 @@ fn dispatch(
     let mut res = RowResult::new(row.row, &row.user_raw, ft, Outcome::Invalid);
     if !selection.selects(row.row, &row.user_raw) {
         res.outcome = Outcome::NotSelected;
-        res.detail = format!(
-            "left out by the selection ({}); `apply --resume --report` with the same report and no selection does it",
-            selection.describe()
-        );
+        res.detail = format!("not in the selection ({})", selection.describe());
         if let Ok(req) = &row.parsed {
             res.new_phone.clone_from(&req.phone.e164);
         }
