@@ -261,6 +261,31 @@ pub fn input_options(args: &InputArgs) -> Result<InputOptions, ConfigError> {
     input_options_with(args, args.default_region.as_deref(), factor_type)
 }
 
+/// `validate`'s input options: the region and factor type may come from
+/// the environment or `--config` too (no okta.yaml, no credentials).
+pub fn validate_options(args: &InputArgs, ctx: &Context<'_>) -> Result<InputOptions, ConfigError> {
+    let region = first([
+        flag(args.default_region.clone(), "--default-region"),
+        ctx.var("OKTA_PHONE_MIGRATE_DEFAULT_REGION"),
+        ctx.tool(|t| t.default_region.clone()),
+    ]);
+    let factor_type = match args.factor_type {
+        Some(FactorTypeArg::Call) => FactorType::Call,
+        Some(FactorTypeArg::Sms) => FactorType::Sms,
+        None => match first([
+            ctx.var("OKTA_PHONE_MIGRATE_FACTOR_TYPE"),
+            ctx.tool(|t| t.factor_type.clone()),
+        ]) {
+            Some(f) => f
+                .value
+                .parse()
+                .map_err(|e| ConfigError::new(format!("{e} (from {})", f.source)))?,
+            None => FactorType::Sms,
+        },
+    };
+    input_options_with(args, region.as_ref().map(|r| r.value.as_str()), factor_type)
+}
+
 fn input_options_with(
     args: &InputArgs,
     default_region: Option<&str>,

@@ -97,7 +97,7 @@ pub fn run(cli: Cli) -> u8 {
                     Err(e) => config_failed(&e),
                 }
             }
-            Command::Validate(v) => match config::input_options(&v.input) {
+            Command::Validate(v) => match config::validate_options(&v.input, &ctx) {
                 Ok(opts) => runner::validate(&v.input.input, &opts, v.output.quiet).await,
                 Err(e) => config_failed(&e),
             },

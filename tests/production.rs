@@ -549,3 +549,22 @@ fn a_ca_file_that_is_not_pem_is_a_usage_error() {
     assert_eq!(code(&out), 2);
     assert!(sim.requests().is_empty());
 }
+
+#[test]
+fn validate_takes_the_region_from_the_config_file() {
+    let run = Run::new();
+    run.write(
+        "in.csv",
+        "user,new_phone\n00u1prd0000000000001,(213) 555-0101\n",
+    );
+    let mut c = run.cmd();
+    c.args(["validate", "--input"]).arg(run.path("in.csv"));
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), 1, "no region: the national number is invalid");
+    run.write("tool.yaml", "defaultRegion: US\n");
+    let mut c = run.cmd();
+    c.args(["--config", "tool.yaml", "validate", "--input"])
+        .arg(run.path("in.csv"));
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+}
