@@ -162,14 +162,19 @@ class Sim:
         self.port = int(line.rsplit(":", 1)[1])
         self.limit = limit
         self.latency_ms = latency_ms
+        self.name = name
+        self.logdir = logdir
 
     def get(self, path: str, timeout: float = 120) -> object:
         assert path.startswith("/__sim/")
         with _NO_PROXY_OPENER.open(self.url + path, timeout=timeout) as r:
             return json.load(r)
 
-    def requests(self) -> list[dict]:
-        return sorted(self.get("/__sim/requests"), key=lambda r: r["seq"])
+    def requests(self, save: Path | None = None) -> list[dict]:
+        log = sorted(self.get("/__sim/requests"), key=lambda r: r["seq"])
+        if save is not None:
+            save.write_text(json.dumps(log))
+        return log
 
     def peak_rss_kb(self) -> int | None:
         try:
@@ -193,6 +198,31 @@ class Sim:
 
 
 # ----- running the tool -----------------------------------------------------
+
+def cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + f[4]
+    return sum(f) - idle, sum(f)
+
+
+class Load:
+    """Machine load while a measurement runs: CPU busy share of all cores
+    (ours included) and the 1-minute load average at the end. Other work on
+    the machine (builds, test suites) shows up here."""
+
+    def __enter__(self):
+        self.b0 = cpu_busy()
+        return self
+
+    def __exit__(self, *_):
+        b1 = cpu_busy()
+        self.busy = (b1[0] - self.b0[0]) / max(1, b1[1] - self.b0[1])
+        self.loadavg = float(Path("/proc/loadavg").read_text().split()[0])
+
+    def as_dict(self) -> dict:
+        return {"cpu_busy_all_cores": round(self.busy, 3), "loadavg_1m_end": self.loadavg}
+
 
 def run_cmd(args: list[str], cwd: Path, name: str, timeout: float, env: dict,
             env_note: str = "", stdin_devnull: bool = True) -> dict:
@@ -323,10 +353,43 @@ def utilisation(log: list[dict], latency_ms: int, permitted: float) -> dict:
         "mean_gap_ms": statistics.mean(inner) if inner else None,
         "median_gap_ms": statistics.median(inner) if inner else None,
         "ideal_gap_ms": ideal_gap,
+        # The horizon the pacer spread the permitted share over: mean gap x
+        # permitted requests. Equal to the window when pacing is exact.
+        "implied_horizon_s": (statistics.mean(inner) * permitted / 1000) if inner else None,
         "idle_before_window_end_ms": tails,
         "largest_gaps_ms": gaps_report([t for w in ws for t in w["times"]]),
         "window_starts_ms": [w["start"] for w in ws],
     }
+
+
+def stall_intervals(log: list[dict], latency_ms: int, conc: int) -> dict:
+    """Moments when the simulator held at most one of the tool's requests
+    while rows were still waiting (between the first and the last 10% of the
+    run's requests), with their position in the rate-limit window."""
+    events = sorted([(r["tStartMs"], 1) for r in log] + [(r["tEndMs"], -1) for r in log])
+    starts = sorted(r["tStartMs"] for r in log)
+    lo, hi = starts[len(starts) // 10], starts[-len(starts) // 10]
+    ws = [w["start"] for w in windows(log, latency_ms)]
+    cur, prev, out = 0, events[0][0], []
+    for t, d in events:
+        if cur <= 1 and t > prev and lo <= prev <= hi:
+            out.append((prev, t - prev))
+        cur += d
+        prev = t
+    merged: list[list[int]] = []
+    for t, dur in out:
+        if merged and t <= merged[-1][0] + merged[-1][1] + 1:
+            merged[-1][1] = t + dur - merged[-1][0]
+        else:
+            merged.append([t, dur])
+    big = [m for m in merged if m[1] >= 5]
+
+    def since_window(t: int) -> int:
+        return t - max([w for w in ws if w <= t], default=ws[0])
+    return {"count": len(big), "total_ms": sum(m[1] for m in big),
+            "examples": [{"t_ms": m[0], "ms": m[1], "ms_after_window_open": since_window(m[0])}
+                         for m in sorted(big, key=lambda m: -m[1])[:8]],
+            "window_starts_ms": ws}
 
 
 # ----- the background client of M2 -----------------------------------------
@@ -422,14 +485,16 @@ def m1(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
         expected = rows * REQS_PER_ROW / permitted * WINDOW_S
         name = f"m1-share{share.rstrip('%')}"
         with Sim(binary, org, limit, lat, 200, work, name) as sim:
-            res = apply(binary, sim, csv_path, work, name, share, 8, expected * 2 + 60)
-            log = sim.requests()
+            with Load() as ld:
+                res = apply(binary, sim, csv_path, work, name, share, 8, expected * 2 + 60)
+            log = sim.requests(work / f"{name}.requests.json")
             state = check_state(sim, rows, pool)
         u = utilisation(log, lat, permitted)
         out["runs"][share] = {
             "permitted_per_window": permitted, "wall_s": res["wall_s"], "rc": res["rc"],
             "outcomes": dict(res["outcomes"]), "requests_logged": len(log),
-            "summary_throttled": (res["summary"] or {}).get("throttled"), "state": state, **u,
+            "summary_throttled": (res["summary"] or {}).get("throttled"), "state": state,
+            "load": ld.as_dict(), **u,
         }
         print(f"  M1 share {share}: {u['util_full_mean']:.3f} of the permitted {permitted:.0f}/window "
               f"(min {u['util_full_min']:.3f}, overall {u['util_overall']:.3f}), "
@@ -439,27 +504,34 @@ def m1(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
 
 def m2(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
     rows, limit = cfg["m2_rows"], cfg["m2_limit"]
-    frac_bg, burst = cfg["m2_bg_fraction"], cfg["m2_bg_burst_s"]
     lat = cfg["m1_latency"]
     org, csv_path = make_rows(work, rows, pool, f"m2-{rows}", extra_users=1)
     bg_user = gen.user_id(rows)
-    out = {"rows": rows, "limit": limit, "window_s": WINDOW_S, "latency_ms": lat,
-           "bg_per_window": round(frac_bg * limit), "bg_burst_every_s": burst, "runs": {}}
-    for share in ("50%", "100%"):
+    out = {"rows": rows, "limit": limit, "window_s": WINDOW_S, "latency_ms": lat, "runs": {}}
+    # (tool share, background fraction of L per window, seconds between its
+    # bursts): an even background at the default share and at 100%, then one
+    # big burst per window while the tool takes everything else.
+    cases = [("50%", cfg["m2_bg_fraction"], cfg["m2_bg_burst_s"]),
+             ("100%", cfg["m2_bg_fraction"], cfg["m2_bg_burst_s"]),
+             ("100%", 0.4, float(WINDOW_S))]
+    for share, frac_bg, burst in cases:
         frac = float(share.rstrip("%")) / 100
         tool_rate = max(0.05, frac - frac_bg) * limit if frac < 1 else (1 - frac_bg) * limit
         expected = rows * REQS_PER_ROW / tool_rate * WINDOW_S
-        name = f"m2-share{share.rstrip('%')}"
+        key = f"share {share}, background {round(frac_bg * limit)}/window every {burst:g}s"
+        name = f"m2-share{share.rstrip('%')}-bg{round(frac_bg * 100)}-every{burst:g}s"
         with Sim(binary, org, limit, lat, 200, work, name) as sim:
             bg = Background(sim.port, bg_user, round(frac_bg * limit), burst,
                             max_requests=int(limit * (expected * 3 + 120) / WINDOW_S),
                             max_seconds=expected * 3 + 120)
             bg.start()
             time.sleep(1.5)  # the bucket is already being spent when the tool starts
-            res = apply(binary, sim, csv_path, work, name, share, 8, expected * 3 + 60)
+            with Load() as ld:
+                res = apply(binary, sim, csv_path, work, name, share, 8, expected * 3 + 60)
+            load = ld.as_dict()
             bg.stop_event.set()
             bg.join(timeout=15)
-            log = sim.requests()
+            log = sim.requests(work / f"{name}.requests.json")
             state = check_state(sim, rows, pool)
         tool_log = [r for r in log if bg_user not in r["path"]]
         bg_log = [r for r in log if bg_user in r["path"]]
@@ -467,8 +539,10 @@ def m2(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
         t1 = max(r["tStartMs"] for r in tool_log)
         tool_429 = sum(1 for r in tool_log if r["status"] == 429)
         bg_during = [r for r in bg_log if t0 <= r["tStartMs"] <= t1]
-        ws = windows([r for r in log if t0 <= r["tStartMs"] <= t1], lat,
-                     is_other=lambda r: bg_user in r["path"])
+        # Windows are rebuilt from the whole log (the background client
+        # opened the first one); those the tool was active in are kept.
+        ws = [w for w in windows(log, lat, is_other=lambda r: bg_user in r["path"])
+              if w["times"] and w["start"] + WINDOW_S * 1000 > t0 and w["start"] <= t1]
         bad = {k: v for k, v in res["outcomes"].items() if k != "updated"}
         run = {
             "wall_s": res["wall_s"], "rc": res["rc"], "outcomes": dict(res["outcomes"]),
@@ -485,10 +559,13 @@ def m2(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
                                     / max(1e-9, (t1 - t0) / (WINDOW_S * 1000)),
             "bg_rate_per_window": len([r for r in bg_during if r["status"] != 429])
                                   / max(1e-9, (t1 - t0) / (WINDOW_S * 1000)),
+            "bucket_use_full_windows": [(w["ok"] + w["other_ok"]) / limit for w in ws[:-1]],
+            "load": load,
         }
         run["tool_429_timeline_ms"] = [r["tStartMs"] - t0 for r in tool_log if r["status"] == 429][:20]
-        out["runs"][share] = run
-        print(f"  M2 share {share}: tool 429s {tool_429}/{len(tool_log)} ({run['tool_429_pct']:.2f}%), "
+        run.update({"share": share, "bg_per_window": round(frac_bg * limit), "bg_burst_every_s": burst})
+        out["runs"][key] = run
+        print(f"  M2 {key}: tool 429s {tool_429}/{len(tool_log)} ({run['tool_429_pct']:.2f}%), "
               f"rows not updated {run['rows_not_updated']}, tool {run['tool_rate_per_window']:.0f}/window, "
               f"background {run['bg_rate_per_window']:.0f}/window (its 429s {run['bg_429']}), "
               f"wall {res['wall_s']:.1f}s", flush=True)
@@ -504,8 +581,9 @@ def m3(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
         theory = conc / (REQS_PER_ROW * lat / 1000)
         name = f"m3-c{conc}"
         with Sim(binary, org, limit, lat, 500, work, name) as sim:
-            res = apply(binary, sim, csv_path, work, name, "50%", conc, rows / theory * 4 + 60)
-            log = sim.requests()
+            with Load() as ld:
+                res = apply(binary, sim, csv_path, work, name, "50%", conc, rows / theory * 4 + 60)
+            log = sim.requests(work / f"{name}.requests.json")
             state = check_state(sim, rows, pool)
         span = (max(r["tEndMs"] for r in log) - min(r["tStartMs"] for r in log)) / 1000
         wall_tool = (res["summary"] or {}).get("wall_time_ms", 0) / 1000
@@ -519,6 +597,14 @@ def m3(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
             cur += d
             prev = t
         mean_in_flight = area / max(1, events[-1][0] - events[0][0])
+        stalls = stall_intervals(log, lat, conc)
+        # Client turnaround inside a row: from the simulator's answer to one
+        # request of a user to the arrival of that user's next request.
+        by_user: dict[str, list[dict]] = {}
+        for r in log:
+            by_user.setdefault(r["path"].split("/")[4], []).append(r)
+        turn = [b["tStartMs"] - a["tEndMs"] for rs in by_user.values()
+                for a, b in zip(rs, rs[1:])]
         mean_req_ms = statistics.mean(r["tEndMs"] - r["tStartMs"] for r in log)
         run = {
             "concurrency": conc, "theory_rows_s": theory, "wall_s": res["wall_s"],
@@ -528,6 +614,13 @@ def m3(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
             "mean_in_flight": mean_in_flight, "mean_server_ms": mean_req_ms,
             "outcomes": dict(res["outcomes"]), "throttled": sum(1 for r in log if r["status"] == 429),
             "state": state, "largest_gaps_ms": gaps_report([r["tStartMs"] for r in log]),
+            "stalls": stalls,
+            "theory_at_measured_server_ms": conc / (REQS_PER_ROW * mean_req_ms / 1000),
+            "ratio_vs_measured_server_ms": rows / res["wall_s"] / (conc / (REQS_PER_ROW * mean_req_ms / 1000)),
+            "turnaround_ms_median": statistics.median(turn) if turn else None,
+            "turnaround_ms_p99": sorted(turn)[int(len(turn) * 0.99)] if turn else None,
+            "process_overhead_s": res["wall_s"] - span,
+            "load": ld.as_dict(),
         }
         out["runs"][str(conc)] = run
         print(f"  M3 concurrency {conc}: {run['rows_s_process']:.1f} rows/s vs theory {theory:.1f} "
@@ -544,28 +637,31 @@ def m4(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
     with Sim(binary, org, limit, lat, 75, work, "m4-sdk") as sim:
         args = ["node", str(node_script), "--org-url", sim.url, "--input", str(csv_path),
                 "--max-seconds", "900"]
-        res = run_cmd(args, work, "m4-sdk", 960, clean_env(OKTA_CLIENT_TOKEN=TOKEN),
-                      env_note="OKTA_CLIENT_TOKEN=...")
-        log = sim.requests()
+        with Load() as ld_sdk:
+            res = run_cmd(args, work, "m4-sdk", 960, clean_env(OKTA_CLIENT_TOKEN=TOKEN),
+                          env_note="OKTA_CLIENT_TOKEN=...")
+        log = sim.requests(work / "m4-sdk.requests.json")
         state = check_state(sim, rows, pool)
     try:
         sdk = json.loads(res["stdout"].read_text().strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         sdk = {"error": res["stderr"].read_text()[-2000:]}
     out["runs"]["sdk"] = {"wall_s": res["wall_s"], "rc": res["rc"], "result": sdk, "state": state,
-                          "requests": len(log), "throttled": sum(1 for r in log if r["status"] == 429)}
+                          "requests": len(log), "throttled": sum(1 for r in log if r["status"] == 429),
+                          "load": ld_sdk.as_dict()}
     print(f"  M4 Node SDK: {res['wall_s']:.1f}s, {sdk.get('updated')} updated, "
           f"429s {out['runs']['sdk']['throttled']}", flush=True)
     for share in ("50%", "100%"):
         name = f"m4-tool{share.rstrip('%')}"
         with Sim(binary, org, limit, lat, 75, work, name) as sim:
-            r = apply(binary, sim, csv_path, work, name, share, 8, 600)
-            log = sim.requests()
+            with Load() as ld:
+                r = apply(binary, sim, csv_path, work, name, share, 8, 600)
+            log = sim.requests(work / f"{name}.requests.json")
             state = check_state(sim, rows, pool)
         out["runs"][f"tool {share}"] = {
             "wall_s": r["wall_s"], "rc": r["rc"], "outcomes": dict(r["outcomes"]), "state": state,
             "requests": len(log), "throttled": sum(1 for x in log if x["status"] == 429),
-            "sdk_over_tool": res["wall_s"] / r["wall_s"],
+            "sdk_over_tool": res["wall_s"] / r["wall_s"], "load": ld.as_dict(),
         }
         print(f"  M4 tool --rate-share {share}: {r['wall_s']:.1f}s; SDK/tool wall-time ratio "
               f"{res['wall_s'] / r['wall_s']:.2f}", flush=True)
@@ -691,17 +787,20 @@ def summary_table(res: dict) -> str:
             verdict = "OK" if r["util_full_mean"] >= 0.95 and r["throttled"] == 0 else "MISS"
             lines.append(f"  share {share:>4}: per-window {r['util_full_mean']:.3f} (min {r['util_full_min']:.3f}, "
                          f"overall {r['util_overall']:.3f}), 429s {r['throttled']}, "
-                         f"median gap {r['median_gap_ms']:.1f} ms vs even {r['ideal_gap_ms']:.1f} ms  [{verdict}]")
+                         f"mean gap {r['mean_gap_ms']:.2f} ms vs even {r['ideal_gap_ms']:.2f} ms, i.e. the share "
+                         f"spread over {r['implied_horizon_s']:.2f} s  [{verdict}]")
     if "m2" in res:
         m = res["m2"]
-        lines.append(f"M2 shared bucket (L={m['limit']}/{m['window_s']}s, background ~{m['bg_per_window']}/window "
-                     f"in bursts every {m['bg_burst_every_s']} s; target 429s <= 1%, no row fails)")
-        for share, r in m["runs"].items():
+        lines.append(f"M2 shared bucket (L={m['limit']}/{m['window_s']}s, {m['rows']} rows, a background client "
+                     f"in the same bucket; target: tool 429s <= 1%, no row fails)")
+        for key, r in m["runs"].items():
             verdict = "OK" if r["tool_429_pct"] <= 1.0 and r["rows_not_updated"] == 0 else "MISS"
-            lines.append(f"  share {share:>4}: tool 429s {r['tool_429']}/{r['tool_requests']} "
-                         f"({r['tool_429_pct']:.2f}%), rows not updated {r['rows_not_updated']}, "
+            use = r["bucket_use_full_windows"]
+            lines.append(f"  {key}: tool 429s {r['tool_429']}/{r['tool_requests']} "
+                         f"({r['tool_429_pct']:.2f}%), rows not updated {r['rows_not_updated']}; "
                          f"tool {r['tool_rate_per_window']:.0f}/window, background "
-                         f"{r['bg_rate_per_window']:.0f}/window  [{verdict}]")
+                         f"{r['bg_rate_per_window']:.0f}/window (its 429s {r['bg_429']}), bucket used "
+                         f"{(statistics.mean(use) if use else 0):.2f} of L  [{verdict}]")
     if "m3" in res:
         m = res["m3"]
         lines.append(f"M3 latency-bound ({m['rows']} rows, latency {m['latency_ms']} ms, limit {m['limit']}; "
@@ -710,7 +809,8 @@ def summary_table(res: dict) -> str:
             verdict = "OK" if r["ratio_process"] >= 0.9 else "MISS"
             lines.append(f"  concurrency {r['concurrency']:>2}: {r['rows_s_process']:.1f} rows/s vs "
                          f"{r['theory_rows_s']:.1f} = {r['ratio_process']:.3f} (requests only "
-                         f"{r['ratio_requests']:.3f}; mean in flight {r['mean_in_flight']:.2f})  [{verdict}]")
+                         f"{r['ratio_requests']:.3f}; mean in flight {r['mean_in_flight']:.2f}; "
+                         f"simulator answered in {r['mean_server_ms']:.1f} ms on average)  [{verdict}]")
     if "m4" in res:
         m = res["m4"]
         sdk = m["runs"]["sdk"]
@@ -737,26 +837,39 @@ def summary_table(res: dict) -> str:
 
 
 def main() -> int:
+    global WINDOW_S
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller inputs (about 3 minutes)")
     ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "okta-phone-migrate"),
                     help="the okta-phone-migrate binary (default: the release build)")
     ap.add_argument("--out", default=str(BENCH / "out"), help="work folder (default bench/out)")
     ap.add_argument("--only", default="m1,m2,m3,m4,m5", help="comma-separated subset, e.g. m1,m3")
+    ap.add_argument("--window", type=int, default=WINDOW_S,
+                    help="rate-limit window in seconds (default 10); every limit is scaled with it, "
+                         "so request rates stay the same")
+    ap.add_argument("--m1-rows", type=int, help="rows for M1 (default 2000, quick 400)")
     args = ap.parse_args()
 
     binary = str(Path(args.bin).resolve())
     if not os.access(binary, os.X_OK):
         print(f"no binary at {binary}: run cargo build --release first (bench/run.sh does)", file=sys.stderr)
         return 2
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.window != WINDOW_S:
+        scale = args.window / WINDOW_S
+        for k in ("m1_limit", "m2_limit", "m4_limit"):
+            cfg[k] = round(cfg[k] * scale)
+        WINDOW_S = args.window
+    if args.m1_rows:
+        cfg["m1_rows"] = args.m1_rows
     stamp = time.strftime("%Y%m%dT%H%M%S")
     work = Path(args.out) / stamp
     work.mkdir(parents=True, exist_ok=True)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
 
     started = time.monotonic()
-    res: dict = {"profile": "quick" if args.quick else "full", "config": cfg, "binary": binary,
+    res: dict = {"profile": "quick" if args.quick else "full", "config": cfg, "window_s": WINDOW_S,
+                 "binary": binary,
                  "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     print(f"okta-phone-migrate benchmark ({res['profile']}), work folder {work}", flush=True)
     good_codes, numbers = verify_numbers(binary, work)
