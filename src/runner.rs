@@ -653,6 +653,10 @@ pub async fn run(cfg: RunConfig) -> u8 {
         rate_share = cfg.rate_share,
         rate_cap = cfg.rate_per_minute.map(|r| r.get()),
         resume = cfg.resume,
+        auth = %cfg.credentials.describe(),
+        selection = %cfg.selection.describe(),
+        max_failures = cfg.max_failures.map(|m| m.to_string()),
+        update_profile = cfg.update_profile,
         "run starting"
     );
 
@@ -1080,9 +1084,10 @@ fn confirm(cfg: &RunConfig, rows: u64, activate: bool) -> bool {
         return true;
     }
     eprint_line(&format!(
-        "About to change the {} factor of up to {rows} users in {}.\nMode: {}\nReport: {}",
+        "About to change the {} factor of up to {rows} users in {} ({}).\nMode: {}\nReport: {}",
         cfg.factor_type(),
         cfg.org_url,
+        cfg.selection.describe(),
         if activate {
             "--activate: new factors are ACTIVE at once; Okta sends no SMS or call"
         } else {
