@@ -458,3 +458,95 @@ fn okta_yaml_in_home_configures_the_app_like_the_sdks() {
     assert_eq!(t.last().unwrap().scope, "okta.users.read okta.users.manage");
     assert!(run.report().iter().all(|r| r["outcome"] == "updated"));
 }
+
+/// Signs a client assertion with the fixture key, by hand, to show what
+/// the simulator's token endpoint refuses.
+fn hand_assertion(claims: Value) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let pem = fixture("client-key.pem");
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("-----"))
+        .collect();
+    let der = STANDARD.decode(body).unwrap();
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+    let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let input = format!(
+        "{}.{}",
+        enc(&json!({"alg": "RS256", "kid": "test-kid-1"})),
+        enc(&claims)
+    );
+    let mut sig = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[test]
+fn the_token_endpoint_checks_audience_expiry_and_replay() {
+    let sim = OSim::with_app(SimOAuth {
+        require_dpop: false,
+        ..app()
+    });
+    let token_url = format!("{}/oauth2/v1/token", sim.url());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let post = |assertion: &str| -> (u16, Value) {
+        sim.rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(&token_url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "okta.users.read"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json().await.unwrap())
+        })
+    };
+    let claims = |aud: &str, exp: u64, jti: &str| json!({"iss": CLIENT_ID, "sub": CLIENT_ID, "aud": aud, "iat": now, "exp": exp, "jti": jti});
+    let (status, body) = post(&hand_assertion(claims(&token_url, now + 300, "a")));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&hand_assertion(claims(&token_url, now + 300, "a")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert!(body["error_description"].as_str().unwrap().contains("jti"));
+    let (status, body) = post(&hand_assertion(claims(
+        "https://other.okta.com/oauth2/v1/token",
+        now + 300,
+        "b",
+    )));
+    assert_eq!(status, 401);
+    assert!(body["error_description"].as_str().unwrap().contains("aud"));
+    let (status, body) = post(&hand_assertion(claims(&token_url, now - 5, "c")));
+    assert_eq!(status, 401);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    let mut tampered = hand_assertion(claims(&token_url, now + 300, "d"));
+    // One character of the signature changed.
+    let i = tampered.len() - 10;
+    let c = if &tampered[i..=i] == "A" { "B" } else { "A" };
+    tampered.replace_range(i..=i, c);
+    let (status, _) = post(&tampered);
+    assert_eq!(status, 401);
+}
