@@ -6,12 +6,15 @@
 //! or a bare error string. The job never deletes without holding what it
 //! needs to restore (the old factor's type, number, status).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Tries of the restore enroll when it fails without a clear answer.
+const RESTORE_ATTEMPTS: u32 = 3;
 
 use crate::config::Mode;
 use crate::journal::{Intent, Journal, OldFactor};
 use crate::okta::FactorType;
-use crate::okta::client::{Client, OktaError};
+use crate::okta::client::{Client, FailureKind, OktaError};
 use crate::okta::wire::UserFactor;
 use crate::outcome::{Outcome, RowResult};
 use crate::phone::{self, Phone};
@@ -47,19 +50,49 @@ pub struct JobResult {
     pub fatal: Option<OktaError>,
 }
 
+/// Until one row has shown that deletes and enrolls work in this org (the
+/// token's role, the enrollment policy, SMS allowed at all), rows that
+/// write go one at a time: a refusal that hits every user then costs one
+/// restore instead of one per worker.
+#[derive(Debug, Default)]
+pub struct WriteGate {
+    proven: std::sync::atomic::AtomicBool,
+    single: tokio::sync::Mutex<()>,
+}
+
+impl WriteGate {
+    async fn enter(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        use std::sync::atomic::Ordering;
+        if self.proven.load(Ordering::Acquire) {
+            return None;
+        }
+        let guard = self.single.lock().await;
+        (!self.proven.load(Ordering::Acquire)).then_some(guard)
+    }
+
+    fn prove(&self) {
+        self.proven
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// What protects the users while rows write: the journal (an intent on
+/// disk before every delete) and the write gate.
+#[derive(Default)]
+pub struct Safety {
+    pub journal: Option<Journal>,
+    pub gate: WriteGate,
+}
+
 /// Runs one row. With a journal, every delete waits until its intent is
 /// on disk.
-pub async fn run(
-    client: &Client,
-    s: &JobSettings,
-    journal: Option<&Journal>,
-    t: Target,
-) -> JobResult {
+pub async fn run(client: &Client, s: &JobSettings, safety: &Safety, t: Target) -> JobResult {
     let started = Instant::now();
     let mut job = Job {
         client,
         s,
-        journal,
+        journal: safety.journal.as_ref(),
+        gate: Some(&safety.gate),
         row: t.row,
         user_raw: t.user_raw.clone(),
         res: RowResult::new(t.row, &t.user_raw, s.factor_type.as_str(), Outcome::Failed),
@@ -84,6 +117,7 @@ struct Job<'a> {
     client: &'a Client,
     s: &'a JobSettings,
     journal: Option<&'a Journal>,
+    gate: Option<&'a WriteGate>,
     row: u64,
     user_raw: String,
     res: RowResult,
@@ -341,6 +375,11 @@ impl Job<'_> {
         new: &Phone,
         activate: bool,
     ) -> Replaced {
+        let gate = self.gate;
+        let _single = match gate {
+            Some(g) => g.enter().await,
+            None => None,
+        };
         let previous = OldFactor {
             id: old.id.clone(),
             factor_type: ft.as_str().to_string(),
@@ -386,8 +425,13 @@ impl Job<'_> {
                 }
             }
         }
-        self.enroll_or_restore(user_id, ft, &previous, new, activate)
-            .await
+        let replaced = self
+            .enroll_or_restore(user_id, ft, &previous, new, activate)
+            .await;
+        if let (Replaced::Done(_), Some(g)) = (&replaced, gate) {
+            g.prove();
+        }
+        replaced
     }
 
     /// With the old factor gone: enroll the new number, or put the old
@@ -420,33 +464,73 @@ impl Job<'_> {
             tracing::warn!(error = %err, "enroll failed with a run-stopping error; restoring the old number");
         }
         let was_active = previous.status == "ACTIVE";
-        match self
-            .enroll(
-                user_id,
-                ft,
-                &previous.phone,
-                previous.extension.as_deref(),
-                was_active,
-            )
-            .await
-        {
-            Ok(f) => {
-                self.res.new_factor_id.clone_from(&f.id);
-                self.res.new_factor_status.clone_from(&f.status);
-                Replaced::Restored(err)
+        // The restore is the request that matters most: a transient failure
+        // (no answer, 5xx) is retried a few times, each time after looking
+        // whether it had in fact happened.
+        let mut restore_err = None;
+        for attempt in 0..RESTORE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
             }
-            Err(restore_err) => {
-                if restore_err.outcome_unknown()
-                    && let Some(f) = self.find_on(user_id, ft, &previous.phone).await
-                {
+            match self
+                .enroll(
+                    user_id,
+                    ft,
+                    &previous.phone,
+                    previous.extension.as_deref(),
+                    was_active,
+                )
+                .await
+            {
+                Ok(f) => {
                     self.res.new_factor_id.clone_from(&f.id);
                     self.res.new_factor_status.clone_from(&f.status);
                     return Replaced::Restored(err);
                 }
-                tracing::error!(user_id, error = %restore_err, "restoring the old number failed");
-                Replaced::Unrestored(err)
+                Err(e) => {
+                    let transient = e.outcome_unknown() || e.kind == FailureKind::Connect;
+                    restore_err = Some(e);
+                    if !transient {
+                        break;
+                    }
+                    if let Some(f) = self.find_on(user_id, ft, &previous.phone).await {
+                        self.res.new_factor_id.clone_from(&f.id);
+                        self.res.new_factor_status.clone_from(&f.status);
+                        return Replaced::Restored(err);
+                    }
+                }
             }
         }
+        // Before telling anyone a user has no factor, look: a refused
+        // enroll may have been applied after all (then the restore is
+        // refused because the factor exists).
+        if let Ok(factors) = self.list(user_id).await {
+            let on = |number: &str| {
+                factors
+                    .iter()
+                    .find(|f| {
+                        is_phone_factor(f, ft)
+                            && f.phone_number()
+                                .is_some_and(|n| phone::same_number(n, number))
+                    })
+                    .cloned()
+            };
+            if let Some(f) = on(&new.e164) {
+                self.res.note(
+                    "Okta refused the enroll but the factors show the new number: it was applied",
+                );
+                return Replaced::Done(f);
+            }
+            if let Some(f) = on(&previous.phone) {
+                self.res.new_factor_id.clone_from(&f.id);
+                self.res.new_factor_status.clone_from(&f.status);
+                return Replaced::Restored(err);
+            }
+        }
+        if let Some(e) = restore_err {
+            tracing::error!(user_id, error = %e, "restoring the old number failed");
+        }
+        Replaced::Unrestored(err)
     }
 
     /// The row's outcome for a replacement of its main factor.
@@ -578,6 +662,7 @@ pub async fn recover(
         client,
         s,
         journal: Some(journal),
+        gate: None,
         row: intent.row,
         user_raw: intent.user.clone(),
         res: RowResult::new(intent.row, &intent.user, ft.as_str(), Outcome::Failed),

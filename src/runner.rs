@@ -758,6 +758,10 @@ pub async fn run(cfg: RunConfig) -> u8 {
 
     let breaker = Arc::new(std::sync::Mutex::new(Breaker::new(cfg.max_failures)));
     let update_profile = cfg.update_profile;
+    let safety = Arc::new(job::Safety {
+        journal: journal.clone(),
+        gate: job::WriteGate::default(),
+    });
     let mut workers = Vec::new();
     for _ in 0..cfg.concurrency {
         let breaker = breaker.clone();
@@ -767,7 +771,7 @@ pub async fn run(cfg: RunConfig) -> u8 {
         let stop = stop.clone();
         let fatal = fatal.clone();
         let any_success = any_success.clone();
-        let journal = journal.clone();
+        let safety = safety.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let next = work_rx.lock().await.recv().await;
@@ -785,7 +789,7 @@ pub async fn run(cfg: RunConfig) -> u8 {
                     r.detail = "the run stopped before this row".into();
                     r
                 } else {
-                    let mut out = job::run(&client, &settings, journal.as_ref(), target).await;
+                    let mut out = job::run(&client, &settings, &safety, target).await;
                     // No access token: nothing was sent for this row, so it
                     // was not attempted rather than failed.
                     if out.result.outcome == Outcome::Failed
