@@ -89,7 +89,7 @@ pub struct ConfigShowArgs {
 
 /// How to reach the org and sign in. Every one of these can also come from
 /// the environment (OKTA_CLIENT_*, as Okta's SDKs name them), from
-/// --config, or from okta.yaml (~/.okta/okta.yaml, ./.okta.yaml).
+/// --config, or from okta.yaml (~/.okta/okta.yaml, ./okta.yaml, ./.okta.yaml).
 #[derive(Debug, Args, Clone, Default)]
 pub struct OktaArgs {
     /// Okta org URL, e.g. https://acme.okta.com. No default. http:// is

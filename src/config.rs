@@ -3,7 +3,8 @@
 //! parsed, rate share understood.
 //!
 //! Each setting is taken from the first of: its flag, its environment
-//! variable, `--config`, `./.okta.yaml`, `~/.okta/okta.yaml`, the default
+//! variable, `--config`, `./.okta.yaml` or `./okta.yaml`, `~/.okta/okta.yaml`,
+//! the default
 //! ([`crate::settings`] reads the files). [`Effective`] keeps where every
 //! value came from, for `config show` and for messages.
 

@@ -3,8 +3,9 @@
 //! this tool's own file (`--config`) and `OKTA_PHONE_MIGRATE_*` variables.
 //!
 //! Precedence, highest first: flags, environment, `--config`, then
-//! `./.okta.yaml`, then `~/.okta/okta.yaml` (the SDKs' order: the project
-//! file overrides the home one, variables override both). This module
+//! `./.okta.yaml`, `./okta.yaml`, then `~/.okta/okta.yaml` (the SDKs'
+//! order: the project file overrides the home one, variables override
+//! both). This module
 //! only reads and parses; `config` decides and validates.
 
 use std::fmt;
@@ -162,13 +163,16 @@ pub struct OktaFile {
     pub client: OktaClientYaml,
 }
 
-/// Where the SDKs look, lowest precedence first: `~/.okta/okta.yaml`,
-/// then `.okta.yaml` in the working directory.
+/// Where the SDKs look, lowest precedence first: `~/.okta/okta.yaml`
+/// (all of them), then the project's file in the working directory, which
+/// the Node and .NET SDKs call `okta.yaml` and the Go SDK and Okta CLI
+/// `.okta.yaml`.
 pub fn okta_yaml_paths(home: Option<&Path>, cwd: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Some(h) = home {
         v.push(h.join(".okta").join("okta.yaml"));
     }
+    v.push(cwd.join("okta.yaml"));
     v.push(cwd.join(".okta.yaml"));
     v
 }
