@@ -1355,6 +1355,9 @@ fn log_row(r: &RowResult) {
             line.push_str(&format!(", request id {}", r.error.request_id));
         }
         line.push(']');
+    } else if !r.error.error_summary.is_empty() {
+        // No answer at all: say why (a refused certificate, a timeout).
+        line.push_str(&format!(" [{}]", r.error.error_summary));
     }
     if r.outcome == Outcome::FailedUnrestored {
         tracing::error!("{line}");

@@ -586,3 +586,103 @@ fn validate_takes_the_region_from_the_config_file() {
     let out = c.output().unwrap();
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
 }
+
+/// The base64 body of the first PEM block of a fixture.
+fn pem_der(name: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(p).unwrap();
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+#[test]
+fn ca_file_trusts_a_tls_inspecting_proxy() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let sim = org(2);
+    // A TLS front on 127.0.0.1, signed by a test-only CA, that forwards to
+    // the simulator: what a TLS-inspecting proxy looks like to the tool.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cert = rustls::pki_types::CertificateDer::from(pem_der("test-server.pem"));
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(pem_der("test-server.key").into());
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = sim.url().trim_start_matches("http://").to_string();
+    rt.spawn(async move {
+        // Bounded: a plan of two rows needs a handful of connections.
+        for _ in 0..200 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut front) = acceptor.accept(tcp).await
+                    && let Ok(mut back) = tokio::net::TcpStream::connect(&upstream).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut front, &mut back).await;
+                }
+            });
+        }
+    });
+    let run = Run::new();
+    let inp = input(&run, 2);
+    std::fs::copy(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-ca.pem"),
+        run.path("ca.pem"),
+    )
+    .unwrap();
+    let plan = |report: &str, extra: &[&str]| {
+        let mut c = run.cmd();
+        c.args(["plan", "--org-url", &format!("https://127.0.0.1:{port}")])
+            .arg("--input")
+            .arg(&inp)
+            .arg("--report")
+            .arg(run.path(report))
+            .args(["--timeout", "5"])
+            .args(extra);
+        c.output().unwrap()
+    };
+    let out = plan("trusted.csv", &["--ca-file", "ca.pem"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        outcomes(&run, "trusted.csv"),
+        ["would_update", "would_update"]
+    );
+
+    // Without it the proxy's certificate is refused (the system roots do
+    // not know the test CA).
+    let out = plan("untrusted.csv", &[]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&out)
+    );
+    drop(rt);
+}
