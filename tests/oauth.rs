@@ -173,6 +173,16 @@ fn assert_no_secrets(run: &Run, out: &Output) {
     assert!(!all.contains(&jwk["n"].as_str().unwrap()[..40]));
 }
 
+/// Not one of the access tokens the simulator issued is in any output.
+fn assert_no_tokens(sim: &OSim, run: &Run, out: &Output) {
+    let all = everything(run, out);
+    let tokens = sim.s().issued_tokens();
+    assert!(!tokens.is_empty());
+    for t in tokens {
+        assert!(!all.contains(&t), "an access token leaked");
+    }
+}
+
 #[test]
 fn dpop_handshake_then_every_call_carries_a_proof() {
     let sim = OSim::with_app(app());
@@ -226,6 +236,7 @@ fn dpop_handshake_then_every_call_carries_a_proof() {
         vec!["+12135552001".to_string()]
     );
     assert_no_secrets(&run, &out);
+    assert_no_tokens(&sim, &run, &out);
 }
 
 #[test]
@@ -247,6 +258,7 @@ fn a_jwk_key_with_its_kid_gets_a_bearer_token_when_dpop_is_off() {
             .all(|r| r.auth_scheme.as_deref() == Some("Bearer"))
     );
     assert_no_secrets(&run, &out);
+    assert_no_tokens(&sim, &run, &out);
 }
 
 #[test]

@@ -417,6 +417,16 @@ impl Simulator {
             .unwrap_or_default()
     }
 
+    /// The access tokens issued and not revoked (test use: the simulator
+    /// guards nothing real).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared
+            .oauth
+            .as_ref()
+            .map(|o| o.issued())
+            .unwrap_or_default()
+    }
+
     /// Forgets every issued access token (a revocation).
     pub fn revoke_tokens(&self) {
         if let Some(o) = &self.shared.oauth {

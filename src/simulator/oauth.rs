@@ -273,6 +273,12 @@ impl OAuthServer {
         lock(&self.inner).log.clone()
     }
 
+    /// The access tokens issued so far, so tests can check that none
+    /// leaks into a log or report.
+    pub(crate) fn issued(&self) -> Vec<String> {
+        lock(&self.inner).tokens.keys().cloned().collect()
+    }
+
     /// Forgets every issued token, as an admin revoking them would.
     pub(crate) fn revoke_all(&self) {
         lock(&self.inner).tokens.clear();
