@@ -82,6 +82,9 @@ impl WriteGate {
 pub struct Safety {
     pub journal: Option<Journal>,
     pub gate: WriteGate,
+    /// Set when the run is stopping: a row that has not deleted yet does
+    /// not start its change.
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs one row. With a journal, every delete waits until its intent is
@@ -93,6 +96,7 @@ pub async fn run(client: &Client, s: &JobSettings, safety: &Safety, t: Target) -
         s,
         journal: safety.journal.as_ref(),
         gate: Some(&safety.gate),
+        stop: Some(&safety.stop),
         row: t.row,
         user_raw: t.user_raw.clone(),
         res: RowResult::new(t.row, &t.user_raw, s.factor_type.as_str(), Outcome::Failed),
@@ -118,6 +122,7 @@ struct Job<'a> {
     s: &'a JobSettings,
     journal: Option<&'a Journal>,
     gate: Option<&'a WriteGate>,
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
     row: u64,
     user_raw: String,
     res: RowResult,
@@ -131,6 +136,8 @@ enum Replaced {
     Unrestored(OktaError),
     /// Nothing changed (the delete failed).
     Untouched(OktaError),
+    /// Nothing changed: the run was stopping before the delete.
+    Skipped,
 }
 
 impl Job<'_> {
@@ -348,6 +355,9 @@ impl Job<'_> {
                     Replaced::Done(_) => self
                         .res
                         .note("the call factor on the old number was replaced too"),
+                    Replaced::Skipped => self.res.note(
+                        "the run stopped before the call factor on the old number was replaced; it is unchanged",
+                    ),
                     Replaced::Untouched(e) => {
                         self.res.note(format!("the call factor on the old number could not be replaced ({e}); it is unchanged"));
                         return self.fail(e, Outcome::Failed);
@@ -380,6 +390,12 @@ impl Job<'_> {
             Some(g) => g.enter().await,
             None => None,
         };
+        if self
+            .stop
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return Replaced::Skipped;
+        }
         let previous = OldFactor {
             id: old.id.clone(),
             factor_type: ft.as_str().to_string(),
@@ -551,6 +567,11 @@ impl Job<'_> {
                     .note("the old factor could not be deleted; nothing changed");
                 self.fail(e, Outcome::Failed)
             }
+            Replaced::Skipped => {
+                self.res
+                    .note("the run stopped before this row's change; nothing changed");
+                Outcome::NotAttempted
+            }
             Replaced::Restored(e) => {
                 self.res.note("the new number was refused after the old factor was deleted; the old number was put back");
                 self.fail(e, Outcome::FailedRestored)
@@ -663,6 +684,7 @@ pub async fn recover(
         s,
         journal: Some(journal),
         gate: None,
+        stop: None,
         row: intent.row,
         user_raw: intent.user.clone(),
         res: RowResult::new(intent.row, &intent.user, ft.as_str(), Outcome::Failed),

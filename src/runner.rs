@@ -761,6 +761,7 @@ pub async fn run(cfg: RunConfig) -> u8 {
     let safety = Arc::new(job::Safety {
         journal: journal.clone(),
         gate: job::WriteGate::default(),
+        stop: stop.clone(),
     });
     let mut workers = Vec::new();
     for _ in 0..cfg.concurrency {
@@ -1107,10 +1108,28 @@ fn confirm(cfg: &RunConfig, rows: u64, activate: bool) -> bool {
     answer.trim().eq_ignore_ascii_case("yes")
 }
 
+/// Refused changes, each put back, before any success: then the run stops.
+const RESTORES_BEFORE_STOP: u32 = 3;
+
+/// Okta refused the row's number itself (invalid, not allowed for the org's
+/// countries, bad extension), which says nothing about the other rows.
+fn number_refused(r: &RowResult) -> bool {
+    matches!(
+        r.error.error_code.as_str(),
+        "E0000098" | "E0000099" | "E0000121"
+    ) || r
+        .error
+        .error_causes
+        .iter()
+        .any(|c| c.to_ascii_lowercase().contains("phone number"))
+}
+
 /// The circuit breaker: counts attempted and failed rows, and trips when
 /// `--max-failures` is reached, naming the most common error.
 struct Breaker {
     limit: Option<FailureLimit>,
+    succeeded: bool,
+    restores_before_success: u32,
     attempted: u64,
     failed: u64,
     errors: HashMap<String, u64>,
@@ -1121,6 +1140,8 @@ impl Breaker {
     fn new(limit: Option<FailureLimit>) -> Breaker {
         Breaker {
             limit,
+            succeeded: false,
+            restores_before_success: 0,
             attempted: 0,
             failed: 0,
             errors: HashMap::new(),
@@ -1130,6 +1151,39 @@ impl Breaker {
 
     /// Counts a row the job worked on; true when this row trips it.
     fn record(&mut self, r: &RowResult) -> bool {
+        // Always on, whatever --max-failures says: a user left without the
+        // factor stops the run, and so do the first changes all being
+        // refused after their delete (a refusal that would hit every user).
+        match r.outcome {
+            Outcome::Updated | Outcome::Enrolled => self.succeeded = true,
+            // A refused number is that row's own problem, not the org's.
+            Outcome::FailedRestored if !self.succeeded && !number_refused(r) => {
+                self.restores_before_success += 1
+            }
+            _ => {}
+        }
+        if self.tripped.is_none() {
+            let cause = || {
+                phone_free(&format!("{} {}", r.error.error_code, r.error.error_summary))
+                    .trim()
+                    .to_string()
+            };
+            if r.outcome == Outcome::FailedUnrestored {
+                self.tripped = Some(format!(
+                    "row {} left its user without the factor ({}); stopping so that no other user is put at risk",
+                    r.row,
+                    cause()
+                ));
+                return true;
+            }
+            if self.restores_before_success >= RESTORES_BEFORE_STOP {
+                self.tripped = Some(format!(
+                    "the first {RESTORES_BEFORE_STOP} changes were all refused after the delete and put back ({}); this looks org-wide (policy, role or SMS settings)",
+                    cause()
+                ));
+                return true;
+            }
+        }
         let Some(limit) = self.limit else {
             return false;
         };

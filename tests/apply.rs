@@ -266,8 +266,19 @@ fn refused_restore_is_failed_unrestored_with_exit_3_and_a_loud_summary() {
     let rep = run.report();
     assert_eq!(row(&rep, 1)["outcome"], "failed_unrestored");
     assert_eq!(row(&rep, 1)["old_phone"], "+12135550111");
-    assert_eq!(row(&rep, 2)["outcome"], "updated");
+    // A user left without the factor stops the run: the next user is not
+    // put at risk (it waited at the write gate behind row 1).
+    assert_eq!(row(&rep, 2)["outcome"], "not_attempted");
+    assert_eq!(
+        sim.user("00u1abc0000000000013").numbers_of("sms"),
+        vec!["+12135550113"]
+    );
     assert!(stderr(&out).contains("NO FACTOR"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopping so that no other user"),
+        "{}",
+        stderr(&out)
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.path("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["unrestored_rows"], json!([1]));
@@ -511,4 +522,62 @@ fn non_utf8_input_is_refused_before_any_request() {
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
     assert!(sim.requests().is_empty());
     assert!(!run.path("report.csv").exists());
+}
+
+// Pins: every enroll refused (role can delete but not enroll, SMS off by
+// policy): the first changes run one at a time, each is put back, and the
+// run stops after three instead of touching every user.
+#[test]
+fn an_org_wide_enroll_refusal_stops_after_three_restores() {
+    let users: Vec<_> = (40..60)
+        .map(|i| {
+            user(
+                &format!("00u1abc00000000000{i}"),
+                &format!("w{i}@example.com"),
+                &[("sms", &format!("+121355501{i}"), "ACTIVE")],
+            )
+        })
+        .collect();
+    let sim = Sim::with_users(users);
+    // Refuse only the new numbers (+1 310 ...): restores of the old ones work.
+    for i in 40..60 {
+        sim.add_fault(
+            Fault::new(FaultAction::Respond {
+                status: 400,
+                error_code: "E0000001".into(),
+                error_summary: "Api validation failed: factorEnrollRequest".into(),
+                error_causes: vec!["SMS is not allowed by policy (simulated).".into()],
+            })
+            .op("enrollFactor")
+            .phone(&format!("+131055501{i}")),
+        );
+    }
+    let run = Run::new();
+    let mut csv = String::from("user,phone\n");
+    for i in 40..60 {
+        csv.push_str(&format!("00u1abc00000000000{i},+131055501{i}\n"));
+    }
+    let input = run.write("in.csv", &csv);
+    let out = run.tool("apply", &sim, &input, &["--activate", "--concurrency", "8"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let rep = run.report();
+    assert_eq!(rep.len(), 20);
+    let restored = rep
+        .iter()
+        .filter(|r| r["outcome"] == "failed_restored")
+        .count();
+    assert_eq!(restored, 3, "{rep:#?}");
+    assert!(
+        rep.iter()
+            .all(|r| r["outcome"] == "failed_restored" || r["outcome"] == "not_attempted")
+    );
+    assert_eq!(
+        sim.writes().iter().filter(|r| r.method == "DELETE").count(),
+        3
+    );
+    for i in 40..60 {
+        let u = sim.user(&format!("00u1abc00000000000{i}"));
+        assert_eq!(u.numbers_of("sms"), vec![format!("+121355501{i}")]);
+    }
+    assert!(stderr(&out).contains("org-wide"), "{}", stderr(&out));
 }

@@ -675,12 +675,12 @@ fn a_refused_enroll_after_the_delete_is_restored_or_reported_loudly() {
     let input = run.write(
         "in.csv",
         &format!(
-            "user,phone\n{},+18005550135\n{},+18885550136\n{},+12135550237\n{},+12135550238\n{},+18005550134\n",
+            "user,phone\n{},+18005550135\n{},+18885550136\n{},+12135550237\n{},+18005550134\n{},+12135550238\n",
             id(35),
             id(36),
             id(37),
-            id(38),
-            id(34)
+            id(34),
+            id(38)
         ),
     );
     let out = run.tool(
@@ -697,7 +697,7 @@ fn a_refused_enroll_after_the_delete_is_restored_or_reported_loudly() {
         (1, 35, "400", "E0000001", "Invalid Phone Number."),
         (2, 36, "400", "E0000098", ""),
         (3, 37, "403", "E0000099", ""),
-        (5, 34, "400", "E0000098", ""),
+        (4, 34, "400", "E0000098", ""),
     ];
     let reqs = sim.requests();
     for (r, n, status, ecode, cause) in expected {
@@ -718,14 +718,15 @@ fn a_refused_enroll_after_the_delete_is_restored_or_reported_loudly() {
             .count();
         assert_eq!(posts, 2, "user {n}: the new number once, the restore once");
     }
-    let lost = row(&rep, 4);
+    // Last, because a user left without the factor stops the run.
+    let lost = row(&rep, 5);
     assert_eq!(lost["outcome"], "failed_unrestored");
     assert_eq!(lost["old_phone"], "+12135550138");
     assert!(sim.user(&id(38)).factors_of("sms").next().is_none());
     assert!(stderr(&out).contains("NO FACTOR"), "{}", stderr(&out));
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(run.path("s.json")).unwrap()).unwrap();
-    assert_eq!(summary["unrestored_rows"], json!([4]));
+    assert_eq!(summary["unrestored_rows"], json!([5]));
     assert_eq!(summary["outcomes"]["failed_unrestored"], json!(1));
     assert_eq!(summary["exit_code"], json!(3));
 
