@@ -59,6 +59,18 @@ fn hash_of(s: &str) -> u64 {
     h.finish()
 }
 
+/// A row's fingerprint: what it says, not where it is.
+fn row_check(row: &InputRow) -> u32 {
+    let mut h = DefaultHasher::new();
+    row.user_raw.hash(&mut h);
+    row.phone_raw.hash(&mut h);
+    if let Ok(req) = &row.parsed {
+        req.phone.hash(&mut h);
+        req.old_phone.hash(&mut h);
+    }
+    h.finish() as u32
+}
+
 fn phone_key(p: &Phone) -> u64 {
     let mut h = DefaultHasher::new();
     p.e164.hash(&mut h);
@@ -93,6 +105,9 @@ const NO_SLOT: u32 = u32::MAX;
 #[derive(Default)]
 struct Index {
     rows: Vec<u32>,
+    /// A fingerprint of each row as first read (4 bytes a row), so the
+    /// second read can prove it sees the same file.
+    checks: Vec<u32>,
     slots: Vec<Slot>,
     by_user: HashMap<u64, u32>,
     unresolved: HashMap<u64, Unresolved>,
@@ -122,6 +137,18 @@ impl Index {
         if self.rows.len() <= idx {
             self.rows.resize(idx + 1, NO_SLOT);
         }
+    }
+
+    fn set_check(&mut self, row: u64, check: u32) {
+        let idx = (row - 1) as usize;
+        if self.checks.len() <= idx {
+            self.checks.resize(idx + 1, 0);
+        }
+        self.checks[idx] = check;
+    }
+
+    fn check_of(&self, row: u64) -> Option<u32> {
+        self.checks.get((row - 1) as usize).copied()
     }
 
     fn add(&mut self, row: u64, key: u64, id: &str, login: Option<&str>, status: &str, phone: u64) {
@@ -293,6 +320,7 @@ async fn index_pass(
         let row = item?;
         total = row.row;
         index.reserve_row(row.row);
+        index.set_check(row.row, row_check(&row));
         // Rows left out are not looked up: a canary of 20 rows must not
         // cost a GET for each of the file's other rows.
         if !cfg.selection.selects(row.row, &row.user_raw) {
@@ -857,9 +885,32 @@ pub async fn run(cfg: RunConfig) -> u8 {
         let selection = cfg.selection.clone();
         tokio::spawn(async move {
             let mut rx = rx?;
+            // The file is read twice; a file edited or replaced in between
+            // would pair users with other rows' numbers. Every row is
+            // compared with its first read, and the run stops at the first
+            // difference.
+            let mut changed: Option<String> = None;
+            let mut seen = 0u64;
             while let Some(item) = rx.recv().await {
                 let row = item?;
+                seen = row.row;
+                if changed.is_none() && index.check_of(row.row) != Some(row_check(&row)) {
+                    stop.store(true, Ordering::SeqCst);
+                    changed = Some(format!(
+                        "the input file changed while the run was using it (row {} differs from the first read); the run stopped there",
+                        row.row
+                    ));
+                }
                 if resume.is_finished(row.row) {
+                    continue;
+                }
+                if changed.is_some() {
+                    let mut r = RowResult::new(row.row, &row.user_raw, ft, Outcome::NotAttempted);
+                    r.detail =
+                        "the input file changed during the run; this row was not attempted".into();
+                    if res_tx.send(r).await.is_err() {
+                        break;
+                    }
                     continue;
                 }
                 match dispatch(row, &index, ft, stop.load(Ordering::SeqCst), &selection) {
@@ -875,7 +926,25 @@ pub async fn run(cfg: RunConfig) -> u8 {
                     }
                 }
             }
-            Ok::<(), InputError>(())
+            // A shorter file: the rows it lost still get their line.
+            let first_read = index.checks.len() as u64;
+            if seen < first_read {
+                changed.get_or_insert_with(|| {
+                    format!("the input file changed while the run was using it (it now ends at row {seen}, not {first_read})")
+                });
+                for row in seen + 1..=first_read {
+                    if resume.is_finished(row) {
+                        continue;
+                    }
+                    let mut r = RowResult::new(row, "", ft, Outcome::NotAttempted);
+                    r.detail =
+                        "the input file changed during the run; this row was not attempted".into();
+                    if res_tx.send(r).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Ok::<Option<String>, InputError>(changed)
         })
     };
     drop(res_tx);
@@ -923,7 +992,7 @@ pub async fn run(cfg: RunConfig) -> u8 {
         let _ = w.await;
     }
     let input_failed = match dispatcher.await {
-        Ok(Ok(())) => None,
+        Ok(Ok(changed)) => changed,
         Ok(Err(e)) => Some(e.to_string()),
         Err(e) => Some(e.to_string()),
     };

@@ -314,3 +314,48 @@ fn rollback_puts_old_numbers_back_but_not_over_later_changes() {
     assert_eq!(code(&forced), 0, "{}", stderr(&forced));
     assert_eq!(sim.user(&id(3)).numbers_of("sms"), vec![old_number(3)]);
 }
+
+// Pins: the file is read twice; one edited in between (rows shifted, as a
+// re-save from a spreadsheet can do) must not pair users with other rows'
+// numbers: the run stops before writing.
+#[test]
+fn an_input_edited_during_the_run_stops_it_before_any_write() {
+    let sim = slow_org();
+    sim.add_fault(Fault::new(FaultAction::Delay { ms: 150 }).op("getUser"));
+    let run = Run::new();
+    let mut csv = String::from("login,new_phone\n");
+    for i in 0..USERS {
+        csv.push_str(&format!("r{i}@example.com,{}\n", new_number(i)));
+    }
+    let input = run.write("in.csv", &csv);
+    let mut child = spawn_apply(&run, &sim, &input, &[]);
+    let started = Instant::now();
+    while sim.requests().is_empty() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Shift every number down one row, same length.
+    let mut shifted = String::from("login,new_phone\n");
+    for i in 0..USERS {
+        shifted.push_str(&format!(
+            "r{i}@example.com,{}\n",
+            new_number((i + 1) % USERS)
+        ));
+    }
+    std::fs::write(&input, shifted).unwrap();
+    let code = wait_with_timeout(&mut child, Duration::from_secs(60));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("input file changed"), "{err}");
+    assert!(
+        sim.writes().is_empty(),
+        "wrote after the input changed: {:?}",
+        sim.writes()
+    );
+    let rep = run.report();
+    assert_eq!(rep.len(), USERS as usize);
+    assert!(
+        rep.iter().all(|r| r["outcome"] == "not_attempted"),
+        "{rep:#?}"
+    );
+}
