@@ -44,6 +44,10 @@ pub struct RunHeader {
     pub org_url: String,
     pub factor_type: String,
     pub activate: bool,
+    /// Every other option that changes what a row does (region, columns,
+    /// --if-missing, --also-call, ...), in one comparable line.
+    #[serde(default)]
+    pub options: String,
 }
 
 /// The factor about to be deleted: everything needed to put it back.
@@ -209,6 +213,7 @@ mod tests {
             org_url: "http://127.0.0.1:1/".into(),
             factor_type: "sms".into(),
             activate: true,
+            options: String::new(),
         }
     }
 

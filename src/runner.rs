@@ -548,6 +548,12 @@ fn prepare_files(cfg: &RunConfig, header: &RunHeader) -> Result<Option<Resume>, 
             if h.factor_type != header.factor_type {
                 diffs.push(format!("the factor type was {}", h.factor_type));
             }
+            if h.options != header.options {
+                diffs.push(format!(
+                    "the options differ: the run used {}, this one {}",
+                    h.options, header.options
+                ));
+            }
             if h.activate != header.activate {
                 diffs.push(format!(
                     "the run used {}",
@@ -654,6 +660,21 @@ pub async fn run(cfg: RunConfig) -> u8 {
             org_url: cfg.org_url.to_string(),
             factor_type: cfg.factor_type().as_str().to_string(),
             activate: cfg.mode.activate(),
+            options: format!(
+                "--default-region {:?} --user-column {:?} --phone-column {:?} --if-missing {} --also-call {} --remove-recovery {} --allow-unknown-ranges {} --update-profile {}",
+                cfg.input.phone.default_region,
+                cfg.input.user_column,
+                cfg.input.phone_column,
+                if cfg.if_missing_enroll {
+                    "enroll"
+                } else {
+                    "skip"
+                },
+                cfg.also_call,
+                cfg.remove_recovery,
+                cfg.input.phone.allow_unknown_ranges,
+                cfg.update_profile,
+            ),
         },
         Err(e) => {
             eprint_line(&format!(

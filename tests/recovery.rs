@@ -242,6 +242,15 @@ fn resume_refuses_a_different_input() {
         "{}",
         stderr(&out)
     );
+    // Same file, other options that change what rows do: refused too.
+    let out = run.tool(
+        "apply",
+        &sim,
+        &input,
+        &["--activate", "--resume", "--if-missing", "enroll"],
+    );
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("options differ"), "{}", stderr(&out));
 }
 
 #[test]
