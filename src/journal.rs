@@ -145,6 +145,9 @@ pub struct JournalState {
     pub open: BTreeMap<u64, Intent>,
     /// The last `done` of each row.
     pub done: BTreeMap<u64, RowResult>,
+    /// The last intent of each row, finished or not (what a row left
+    /// without its factor needs to try again).
+    pub intents: BTreeMap<u64, Intent>,
     /// Lines that could not be read (a torn last line after a kill).
     pub torn_lines: u64,
 }
@@ -166,6 +169,7 @@ pub fn read(path: &Path) -> io::Result<JournalState> {
             }
             Ok(Record::Intent(i)) => {
                 st.done.remove(&i.row);
+                st.intents.insert(i.row, i.clone());
                 st.open.insert(i.row, i);
             }
             Ok(Record::Done(d)) => {

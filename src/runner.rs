@@ -492,6 +492,12 @@ impl Resume {
             .unwrap_or(false)
     }
 
+    fn unmark(&mut self, row: u64) {
+        if let Some(f) = self.finished.get_mut((row - 1) as usize) {
+            *f = false;
+        }
+    }
+
     fn mark(&mut self, row: u64) {
         let i = (row - 1) as usize;
         if self.finished.len() <= i {
@@ -592,10 +598,10 @@ fn prepare_files(cfg: &RunConfig, header: &RunHeader) -> Result<Option<Resume>, 
             }
         }
     }
-    for (row, done) in st.done {
-        if !resume.is_finished(row) {
-            resume.missing_lines.push(done);
-            resume.mark(row);
+    for (row, done) in &st.done {
+        if !resume.is_finished(*row) {
+            resume.missing_lines.push(done.clone());
+            resume.mark(*row);
         }
     }
     resume.open = st
@@ -603,6 +609,16 @@ fn prepare_files(cfg: &RunConfig, header: &RunHeader) -> Result<Option<Resume>, 
         .into_values()
         .filter(|i| !resume.is_finished(i.row))
         .collect();
+    // A user the run left without the factor gets another try: the new
+    // number, else the old one (the resumed row's line replaces the old).
+    for (row, done) in &st.done {
+        if done.outcome == Outcome::FailedUnrestored
+            && let Some(intent) = st.intents.get(row)
+        {
+            resume.unmark(*row);
+            resume.open.push(intent.clone());
+        }
+    }
     Ok(Some(resume))
 }
 

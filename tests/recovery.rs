@@ -368,3 +368,38 @@ fn an_input_edited_during_the_run_stops_it_before_any_write() {
         "{rep:#?}"
     );
 }
+
+// Pins: a user the run left without the factor is not a dead end: once
+// the cause is gone, --resume tries again and the user gets a factor.
+#[test]
+fn resume_retries_a_user_left_without_the_factor() {
+    let sim = slow_org();
+    sim.clear_faults();
+    // Every enroll for user 0 refused, the restore included.
+    sim.add_fault(
+        Fault::respond(
+            400,
+            "E0000001",
+            "Api validation failed: factorEnrollRequest",
+        )
+        .op("enrollFactor")
+        .user(&id(0)),
+    );
+    let run = Run::new();
+    let input = run.write(
+        "in.csv",
+        &format!("user,new_phone\n{},{}\n", id(0), new_number(0)),
+    );
+    let out = run.tool("apply", &sim, &input, &["--activate"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(run.report()[0]["outcome"], "failed_unrestored");
+    assert!(sim.user(&id(0)).factors.is_empty());
+
+    sim.clear_faults();
+    let out = run.tool("apply", &sim, &input, &["--activate", "--resume"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rep = run.report();
+    assert_eq!(rep.len(), 1);
+    assert_eq!(rep[0]["outcome"], "updated");
+    assert_eq!(sim.user(&id(0)).numbers_of("sms"), vec![new_number(0)]);
+}
