@@ -59,6 +59,8 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Print the effective settings and where each comes from (flag,
     /// environment, --config, okta.yaml, default). Secrets are masked.
+    /// Exits 2 when no run could start with them (no org, unusable
+    /// credentials), so it doubles as a preflight check.
     Show(ConfigShowArgs),
 }
 

@@ -930,8 +930,10 @@ pub fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> {
     Ok(sel)
 }
 
-/// `config show`: every setting, its value (secrets masked) and its source.
-pub fn show(eff: &Effective, mode: Mode, log: &LogSettings) -> String {
+/// `config show`: every setting, its value (secrets masked) and its
+/// source; and whether a run could start with them (org URL and
+/// credentials usable), so the command doubles as a preflight check.
+pub fn show(eff: &Effective, mode: Mode, log: &LogSettings) -> (String, bool) {
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let mut put = |name: &str, value: String, source: String| {
         rows.push((name.to_string(), value, source));
@@ -1067,7 +1069,22 @@ pub fn show(eff: &Effective, mode: Mode, log: &LogSettings) -> String {
             files.join(", ")
         }
     ));
+    let mut ok = true;
+    match eff.org_url.as_ref().map(|o| parse_org_url(&o.value)) {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => {
+            ok = false;
+            out.push_str(&format!("org_url: NOT USABLE: {e}\n"));
+        }
+        None => {
+            ok = false;
+            out.push_str(
+                "org_url: NOT SET (--org-url, OKTA_CLIENT_ORGURL or orgUrl in okta.yaml)\n",
+            );
+        }
+    }
     if let Err(e) = eff.credentials(mode) {
+        ok = false;
         out.push_str(&format!("credentials: NOT USABLE: {e}\n"));
         if let Some(h) = &e.hint {
             out.push_str(&format!("hint: {h}\n"));
@@ -1075,14 +1092,15 @@ pub fn show(eff: &Effective, mode: Mode, log: &LogSettings) -> String {
     } else {
         out.push_str("credentials: usable (read and checked, not sent anywhere)\n");
     }
-    out
+    (out, ok)
 }
 
 /// `okta-phone-migrate-report-20261204T155500Z.csv` in the working directory.
 pub fn default_report_path() -> PathBuf {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    // Milliseconds, so two runs started in the same second do not collide.
+    let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now())
         .to_string()
-        .replace([':', '-'], "");
+        .replace([':', '-', '.'], "");
     PathBuf::from(format!("okta-phone-migrate-report-{stamp}.csv"))
 }
 

@@ -116,8 +116,9 @@ pub fn run(cli: Cli) -> u8 {
                     &ctx,
                 ) {
                     Ok(eff) => {
-                        print!("{}", config::show(&eff, mode, &log));
-                        0
+                        let (text, ok) = config::show(&eff, mode, &log);
+                        print!("{text}");
+                        if ok { 0 } else { EXIT_USAGE }
                     }
                     Err(e) => config_failed(&e),
                 }

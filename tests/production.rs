@@ -686,3 +686,33 @@ fn ca_file_trusts_a_tls_inspecting_proxy() {
     );
     drop(rt);
 }
+
+#[test]
+fn config_show_is_a_preflight_check() {
+    let run = Run::new();
+    // A token but no org: not a usable configuration.
+    let out = run.cmd().args(["config", "show"]).output().unwrap();
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("org_url: NOT SET"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run
+        .cmd()
+        .args(["config", "show", "--org-url", "https://acme.okta.com"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(!stdout(&out).contains(TOKEN));
+    // An OAuth app without its key: not usable either, and it says why.
+    let out = run
+        .cmd()
+        .env_remove("OKTA_CLIENT_TOKEN")
+        .args(["config", "show", "--org-url", "https://acme.okta.com"])
+        .args(["--client-id", "0oa1b2c3"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(stdout(&out).contains("private key"), "{}", stdout(&out));
+}
