@@ -272,7 +272,9 @@ impl Pacer {
         // Leave the rest of the bucket to the org's other clients: our
         // budget is what remains above their reserve, less what we already
         // have in flight (whose answers will lower `remaining`).
-        let reserve = (f64::from(limit) * (1.0 - self.share)).ceil() as u32;
+        // At least one request a window, however small the share.
+        let ours = ((f64::from(limit) * self.share).floor() as u32).max(1);
+        let reserve = limit.saturating_sub(ours);
         let budget = st
             .remaining
             .saturating_sub(reserve)

@@ -186,6 +186,12 @@ impl Index {
     }
 }
 
+/// Logins and emails compare without case, as Okta compares them, and
+/// not only ASCII case (`JOSÉ` is `josé`).
+fn same_text(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
+}
+
 /// What a resolve of one login found.
 async fn resolve(client: &Client, user: &UserRef) -> Result<(String, String, String), Unresolved> {
     let not_found = |detail: String| Unresolved {
@@ -213,7 +219,7 @@ async fn resolve(client: &Client, user: &UserRef) -> Result<(String, String, Str
     if !name.contains(['/', '?']) {
         let got = client.get_user(name).await.map_err(failed)?;
         match got.value {
-            Some(u) if u.profile.login.eq_ignore_ascii_case(name) => return Ok(found(u)),
+            Some(u) if same_text(&u.profile.login, name) => return Ok(found(u)),
             Some(u) if !by_email => {
                 return Err(not_found(format!(
                     "Okta matched {name:?} to the user with login {:?} by short name; use the full login or the user id",
@@ -227,7 +233,7 @@ async fn resolve(client: &Client, user: &UserRef) -> Result<(String, String, Str
     if let Some(u) = by_login
         .value
         .into_iter()
-        .find(|u| u.profile.login.eq_ignore_ascii_case(name))
+        .find(|u| same_text(&u.profile.login, name))
     {
         return Ok(found(u));
     }
@@ -241,7 +247,7 @@ async fn resolve(client: &Client, user: &UserRef) -> Result<(String, String, Str
             u.profile
                 .email
                 .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(name))
+                .is_some_and(|e| same_text(e, name))
         });
         return match matches.len() {
             0 => Err(not_found(format!(

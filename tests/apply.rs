@@ -581,3 +581,37 @@ fn an_org_wide_enroll_refusal_stops_after_three_restores() {
     }
     assert!(stderr(&out).contains("org-wide"), "{}", stderr(&out));
 }
+
+// Pins: an org that cannot be reached is one problem, not one per row:
+// the run stops with a hint instead of failing every row.
+#[test]
+fn an_unreachable_org_stops_the_run_with_a_hint() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = Run::new();
+    let mut csv = String::from("user,phone\n");
+    for i in 50..70 {
+        csv.push_str(&format!("00u1abc00000000000{i},+121355502{i}\n"));
+    }
+    let input = run.write("in.csv", &csv);
+    let mut c = run.cmd();
+    c.args(["apply", "--activate", "--report", "report.csv", "--input"])
+        .arg(&input)
+        .args(["--org-url", &format!("http://127.0.0.1:{port}")]);
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not be reached"),
+        "{}",
+        stderr(&out)
+    );
+    let rep = run.report();
+    assert_eq!(rep.len(), 20);
+    let failed = rep.iter().filter(|r| r["outcome"] == "failed").count();
+    assert!(failed <= 8, "at most the rows in flight fail: {failed}");
+    assert!(rep.iter().any(|r| r["outcome"] == "not_attempted"));
+}

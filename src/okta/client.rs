@@ -114,7 +114,10 @@ impl OktaError {
     /// The failure means the run cannot go on at all: a bad token, or an
     /// org-wide daily SMS/voice quota used up.
     pub fn is_fatal(&self) -> bool {
+        // An org that cannot be reached at all (after the retries) is not
+        // one row's problem: every row would fail the same way.
         self.kind == FailureKind::Auth
+            || self.kind == FailureKind::Connect
             || self.status == Some(401)
             || matches!(self.code(), "E0000146" | "E0000147" | "E0000186")
     }
@@ -153,6 +156,9 @@ impl OktaError {
             (Some(429), _) => {
                 Some("lower --rate-share or --rate to leave more of the limit to other clients")
             }
+            (None, _) if self.kind == FailureKind::Connect => Some(
+                "the org could not be reached: check --org-url, DNS, the proxy (HTTPS_PROXY) and, behind a TLS-inspecting proxy, --ca-file",
+            ),
             _ => None,
         }
     }
