@@ -636,7 +636,7 @@ impl Job<'_> {
             "PENDING_ACTIVATION"
         };
         // Okta re-enrolling a number the user had verified before may come
-        // back ACTIVE even without activation (OKTA-API.md §7.2 F5).
+        // back ACTIVE even without activation (docs/okta-behaviour.md, F5).
         let reactivated = f.status == "ACTIVE" && !activate;
         if f.status != expected && !reactivated {
             self.res.note(format!(
@@ -665,7 +665,7 @@ fn normalize_stored(n: &str) -> String {
 }
 
 /// Completes a row that a stopped run left between its intent and its end
-/// (OKTA-API.md's delete-then-enroll gap). `None` when the old factor is
+/// (the delete-then-enroll gap, docs/okta-behaviour.md). `None` when the old factor is
 /// still there: nothing happened, and the row simply runs again.
 pub async fn recover(
     client: &Client,

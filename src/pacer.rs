@@ -16,7 +16,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 /// Okta's rate-limit buckets that the tool's requests fall into
-/// (OKTA-API.md §7.6 R3): the factor calls share the `/api/v1/users` bucket
+/// (docs/okta-behaviour.md, R3): the factor calls share the `/api/v1/users` bucket
 /// with listing users; getting one user by id or login has its own, and so
 /// do writes to `/api/v1/users/{id}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,7 +91,7 @@ impl RateHeaders {
     }
 
     /// Okta signals a concurrency (in-flight) limit with limit and
-    /// remaining both 0 (OKTA-API.md §7.6 R4).
+    /// remaining both 0 (docs/okta-behaviour.md, R4).
     pub fn is_concurrency_limit(&self) -> bool {
         self.limit == 0 && self.remaining == 0
     }

@@ -214,7 +214,7 @@ async fn resolve(client: &Client, user: &UserRef) -> Result<(String, String, Str
         UserRef::Login(l) => (l.as_str(), false),
         UserRef::Email(e) => (e.as_str(), true),
     };
-    // Logins with `/` or `?` cannot be fetched by login (OKTA-API.md §7.5
+    // Logins with `/` or `?` cannot be fetched by login (docs/okta-behaviour.md,
     // U1): only an exact search finds them.
     if !name.contains(['/', '?']) {
         let got = client.get_user(name).await.map_err(failed)?;

@@ -6,7 +6,7 @@
 //!
 //! # What it models
 //!
-//! The rules graded CONFIRMED or SUPPORTED in `OKTA-API.md` §7, and the
+//! The rules graded CONFIRMED or SUPPORTED in `docs/okta-behaviour.md`, and the
 //! suggested model for the UNVERIFIED ones:
 //!
 //! - `GET /api/v1/users/{idOrLogin}` by id, login (any case) or unambiguous
@@ -31,7 +31,7 @@
 //!   `SimConfig::oauth`, also OAuth for a service app: `POST
 //!   /oauth2/v1/token` (private_key_jwt, DPoP with a nonce) and `Bearer` /
 //!   `DPoP` tokens with scopes on API calls (see `oauth.rs`).
-//! - Rate limits (§7.6): buckets for `GET /users/{idOrLogin}`, for
+//! - Rate limits (docs/okta-behaviour.md, R1–R4): buckets for `GET /users/{idOrLogin}`, for
 //!   `/users` plus every factor call, for `POST /users/{id}`, and for the
 //!   rest; windows open on first use; the last slot answers 200 with
 //!   `Remaining: 0`; then 429 `E0000047`. More than `concurrency` requests
@@ -43,7 +43,7 @@
 //! roles (403s other than missing scopes), `expand`, `fields`,
 //! `sortBy`, search's eventual consistency, the enrollment policy that can
 //! hide factors, per-user SMS quotas, factor types other than sms/call at
-//! enroll, user creation and lifecycle calls. Error texts that OKTA-API.md
+//! enroll, user creation and lifecycle calls. Error texts that docs/okta-behaviour.md
 //! does not quote (e.g. the causes of a malformed enroll body, and the
 //! summaries of `E0000031` and `E0000121`) are our own wording.
 //!

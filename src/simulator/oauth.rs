@@ -25,7 +25,7 @@
 //!   `okta.users.manage` (else 403 `E0000006`).
 //!
 //! Error descriptions are our own wording, except "The DPoP proof JWT
-//! header is missing.", quoted in OKTA-API.md §1.
+//! header is missing.", quoted in docs/okta-behaviour.md, Authentication.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

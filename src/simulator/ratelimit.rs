@@ -1,5 +1,5 @@
 //! Okta's per-bucket rate limits and the org-wide concurrency limit
-//! (OKTA-API.md §4 and §7.6 R2–R4).
+//! (docs/okta-behaviour.md, Rate limits, R2–R4).
 //!
 //! A bucket's window opens with its first request and lasts `window`; it is
 //! not aligned to the clock, so `Reset` can be any second.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::lock;
 use super::rules::epoch_secs_ceil;
 
-/// The rate-limit families the tool's calls fall into (§7.6 R3).
+/// The rate-limit families the tool's calls fall into (docs/okta-behaviour.md, R3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bucket {
     /// `GET /api/v1/users/{idOrLogin}`.

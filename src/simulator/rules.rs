@@ -9,7 +9,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 /// NANP area codes reserved for toll-free service; Okta refuses them for
-/// sms/call (signin-widget PR #2321, OKTA-API.md F11b).
+/// sms/call (signin-widget PR #2321, docs/okta-behaviour.md, F11b).
 const NANP_TOLL_FREE: [&str; 7] = ["800", "833", "844", "855", "866", "877", "888"];
 
 /// Longest `phoneExtension` the spec allows on a call factor.
@@ -25,7 +25,7 @@ pub(crate) const MAX_EXTENSION_LEN: usize = 15;
 pub(crate) fn normalize_phone(input: &str) -> Option<String> {
     let trimmed = input.trim();
     // The `+` is optional: Okta reads the leading digits as a country code
-    // either way (OKTA-API.md F11b).
+    // either way (docs/okta-behaviour.md, F11b).
     let rest = trimmed.strip_prefix('+').unwrap_or(trimmed);
     let mut digits = String::with_capacity(rest.len());
     for c in rest.chars() {

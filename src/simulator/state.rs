@@ -1,5 +1,5 @@
 //! The simulated org: users, their factors, and the stored phone records
-//! behind sms/call factors, with the enroll/delete rules of OKTA-API.md §7.
+//! behind sms/call factors, with the enroll/delete rules of docs/okta-behaviour.md.
 //!
 //! Every operation takes `&mut self` and runs to completion under the
 //! caller's lock, so concurrent requests see each other's effects in some
@@ -385,8 +385,8 @@ impl OrgState {
             .map(|f| f.factor_type.clone())
     }
 
-    /// Factor endpoints take an id only (OKTA-API.md U4) and treat a
-    /// deactivated user as absent (§7.4).
+    /// Factor endpoints take an id only (docs/okta-behaviour.md, U4) and treat a
+    /// deactivated user as absent (same file, User status).
     fn factor_user(&self, user_id: &str) -> Result<usize, ApiError> {
         match self.by_id.get(user_id) {
             Some(&i) if self.users[i].status != DEPROVISIONED => Ok(i),
@@ -590,7 +590,7 @@ impl OrgState {
         Ok(Reply::no_content())
     }
 
-    /// `enrollFactor` for sms and call: rules F1–F12 of OKTA-API.md §7.2.
+    /// `enrollFactor` for sms and call: rules F1–F12 of docs/okta-behaviour.md.
     pub(crate) fn enroll(
         &mut self,
         user_id: &str,

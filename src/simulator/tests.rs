@@ -1,5 +1,5 @@
 //! End-to-end tests: a real simulator on 127.0.0.1 port 0, driven with
-//! reqwest, checking the rules of OKTA-API.md §7 as a client would see them.
+//! reqwest, checking the rules of docs/okta-behaviour.md as a client would see them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
