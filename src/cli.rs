@@ -331,7 +331,7 @@ pub struct RollbackArgs {
     #[command(flatten)]
     pub okta: OktaArgs,
 
-    /// The rollback's own report (default: a timestamped file).
+    /// The rollback's own report (default: JOURNAL.rollback-<UTC time>.csv).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 

@@ -1097,11 +1097,15 @@ pub fn show(eff: &Effective, mode: Mode, log: &LogSettings) -> (String, bool) {
 
 /// `okta-phone-migrate-report-20261204T155500Z.csv` in the working directory.
 pub fn default_report_path() -> PathBuf {
-    // Milliseconds, so two runs started in the same second do not collide.
-    let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now())
+    PathBuf::from(format!("okta-phone-migrate-report-{}.csv", timestamp()))
+}
+
+/// UTC time for file names, to the millisecond so that two runs started in
+/// the same second do not collide: `20261204T155500123Z`.
+pub fn timestamp() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now())
         .to_string()
-        .replace([':', '-', '.'], "");
-    PathBuf::from(format!("okta-phone-migrate-report-{stamp}.csv"))
+        .replace([':', '-', '.'], "")
 }
 
 /// Checks an org URL: https, or http on loopback only; no path.

@@ -70,9 +70,15 @@ pub async fn run(args: RollbackArgs, ctx: &Context<'_>) -> u8 {
         return 0;
     }
 
+    // Timestamped, so a dry run does not take the real rollback's name.
     let report = args.report.clone().unwrap_or_else(|| {
+        let stamp = crate::config::timestamp();
         let mut p = args.journal.as_os_str().to_owned();
-        p.push(".rollback.csv");
+        p.push(if args.dry_run {
+            format!(".rollback-dry-run-{stamp}.csv")
+        } else {
+            format!(".rollback-{stamp}.csv")
+        });
         PathBuf::from(p)
     });
     // The input made from the journal stays beside the rollback's report:

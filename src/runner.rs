@@ -36,11 +36,19 @@ use crate::report::{ReportWriter, Summary};
 pub const EXIT_USAGE: u8 = 2;
 
 /// Streams rows from a blocking reader thread.
-fn spawn_reader(
+type Rows = mpsc::Receiver<Result<InputRow, InputError>>;
+
+fn spawn_reader(path: &Path, opts: &InputOptions) -> Result<Rows, InputError> {
+    Ok(spawn_reader_with_kind(path, opts)?.0)
+}
+
+/// The rows, and how the user column names users.
+fn spawn_reader_with_kind(
     path: &Path,
     opts: &InputOptions,
-) -> Result<mpsc::Receiver<Result<InputRow, InputError>>, InputError> {
+) -> Result<(Rows, crate::input::UserColumnKind), InputError> {
     let mut reader = InputReader::open(path, opts)?;
+    let kind = reader.columns().user_kind;
     let (tx, rx) = mpsc::channel(256);
     std::thread::spawn(move || {
         while let Some(item) = reader.next_row() {
@@ -50,7 +58,7 @@ fn spawn_reader(
             }
         }
     });
-    Ok(rx)
+    Ok((rx, kind))
 }
 
 fn hash_of(s: &str) -> u64 {
@@ -69,6 +77,14 @@ fn row_check(row: &InputRow) -> u32 {
         req.old_phone.hash(&mut h);
     }
     h.finish() as u32
+}
+
+/// Stands for the number of a row whose number is invalid.
+fn unusable_phone() -> Phone {
+    Phone {
+        e164: String::new(),
+        extension: None,
+    }
 }
 
 fn phone_key(p: &Phone) -> u64 {
@@ -110,6 +126,9 @@ struct Index {
     checks: Vec<u32>,
     slots: Vec<Slot>,
     by_user: HashMap<u64, u32>,
+    /// The first user given each new number, and whether another user is
+    /// given it too (a sign of shifted spreadsheet rows).
+    by_phone: HashMap<u64, (u32, bool)>,
     unresolved: HashMap<u64, Unresolved>,
     statuses: Vec<String>,
 }
@@ -178,6 +197,16 @@ impl Index {
             }
         };
         self.rows[(row - 1) as usize] = slot;
+        if phone != phone_key(&unusable_phone()) {
+            let entry = self.by_phone.entry(phone).or_insert((slot, false));
+            if entry.0 != slot {
+                entry.1 = true;
+            }
+        }
+    }
+
+    fn phone_shared(&self, phone: u64) -> bool {
+        self.by_phone.get(&phone).is_some_and(|(_, shared)| *shared)
     }
 
     fn slot_of(&self, row: u64) -> Option<&Slot> {
@@ -283,7 +312,7 @@ async fn index_pass(
     fatal: &std::sync::Mutex<Option<OktaError>>,
 ) -> Result<(Index, u64), InputError> {
     type Resolved = (u64, Phone, Result<(String, String, String), Unresolved>);
-    let mut rx = spawn_reader(&cfg.input_path, &cfg.input)?;
+    let (mut rx, user_kind) = spawn_reader_with_kind(&cfg.input_path, &cfg.input)?;
     let mut index = Index::default();
     let mut total = 0u64;
     // Results are small and drained after every row read, so this channel
@@ -332,17 +361,23 @@ async fn index_pass(
         if !cfg.selection.selects(row.row, &row.user_raw) {
             continue;
         }
-        if let Ok(req) = &row.parsed {
-            match &req.user {
+        // A row with a bad number still names its user: another row for
+        // that user must then end in conflict, not go ahead on its own.
+        let named = match &row.parsed {
+            Ok(req) => Some((req.user.clone(), req.phone.clone())),
+            Err(_) => crate::input::parse_user(&row.user_raw, user_kind)
+                .ok()
+                .map(|u| (u, unusable_phone())),
+        };
+        if let Some((user, phone)) = named {
+            match user {
                 UserRef::Id(id) => {
-                    index.add(row.row, hash_of(id), id, None, "", phone_key(&req.phone))
+                    index.add(row.row, hash_of(&id), &id, None, "", phone_key(&phone))
                 }
                 other => {
                     // The resolver only stops early if it panicked; the
                     // row is then reported as never looked up.
-                    let _ = todo_tx
-                        .send((row.row, other.clone(), req.phone.clone()))
-                        .await;
+                    let _ = todo_tx.send((row.row, other, phone)).await;
                 }
             }
         }
@@ -467,6 +502,12 @@ fn dispatch(
         res.detail = "the run stopped before this row".into();
         return Dispatch::Done(res);
     }
+    let mut warnings = req.warnings;
+    if index.phone_shared(phone_key(&req.phone)) {
+        warnings.push(
+            "another user in this file is given the same new number: check for shifted rows".into(),
+        );
+    }
     Dispatch::Work(Target {
         row: row.row,
         user_raw: row.user_raw,
@@ -475,7 +516,7 @@ fn dispatch(
         user_status: res.user_status,
         phone: req.phone,
         old_phone: req.old_phone,
-        warnings: req.warnings,
+        warnings,
     })
 }
 
@@ -660,6 +701,10 @@ pub async fn run(cfg: RunConfig) -> u8 {
     // run before the first request.
     if let Err(e) = InputReader::open(&cfg.input_path, &cfg.input) {
         eprint_line(&format!("error: {e}"));
+        return EXIT_USAGE;
+    }
+    if let Some(msg) = summary_clash(&cfg) {
+        eprint_line(&format!("error: {msg}"));
         return EXIT_USAGE;
     }
     let _lock = match RunLock::acquire(&cfg.report_path) {
@@ -1110,8 +1155,14 @@ pub async fn run(cfg: RunConfig) -> u8 {
     }
     if cfg.mode.writes() && summary.get(Outcome::NotAttempted) > 0 {
         eprint_line(&format!(
-            "to finish the rows not attempted: okta-phone-migrate apply --resume --report {} (same input and options)",
-            cfg.report_path.display()
+            "to finish the rows not attempted, run the same command again with --resume:\n  okta-phone-migrate apply --resume --report {} --input {} {} (and the other options this run used)",
+            cfg.report_path.display(),
+            cfg.input_path.display(),
+            if cfg.mode.activate() {
+                "--activate"
+            } else {
+                "--send-code"
+            }
         ));
     }
     if let Some(path) = &cfg.summary_json
@@ -1190,6 +1241,26 @@ async fn next_term(term: &mut TermSignal) {
     }
     let _ = term;
     std::future::pending::<()>().await
+}
+
+/// `--summary-json` must not land on one of the run's own files: it
+/// would replace the input, the report, the journal or the lock.
+fn summary_clash(cfg: &RunConfig) -> Option<String> {
+    let summary = std::path::absolute(cfg.summary_json.as_ref()?).ok()?;
+    let own = [
+        ("input", cfg.input_path.clone()),
+        ("report", cfg.report_path.clone()),
+        ("journal", journal::path_for(&cfg.report_path)),
+        ("lock", crate::lock::path_for(&cfg.report_path)),
+    ];
+    own.into_iter()
+        .find(|(_, p)| std::path::absolute(p).is_ok_and(|p| p == summary))
+        .map(|(what, p)| {
+            format!(
+                "--summary-json {} is the run's {what} file; choose another path",
+                p.display()
+            )
+        })
 }
 
 /// Asks before writing, on a terminal only.
@@ -1534,8 +1605,8 @@ fn log_row(r: &RowResult) {
 
 /// `validate`: the CSV offline. Returns the exit code.
 pub async fn validate(input_path: &Path, opts: &InputOptions, quiet: bool) -> u8 {
-    let mut rx = match spawn_reader(input_path, opts) {
-        Ok(rx) => rx,
+    let (mut rx, user_kind) = match spawn_reader_with_kind(input_path, opts) {
+        Ok(x) => x,
         Err(e) => {
             eprint_line(&format!("error: {e}"));
             return EXIT_USAGE;
@@ -1554,12 +1625,18 @@ pub async fn validate(input_path: &Path, opts: &InputOptions, quiet: bool) -> u8
         };
         total = row.row;
         index.reserve_row(row.row);
-        if let Ok(req) = &row.parsed {
-            let key = match &req.user {
+        let named = match &row.parsed {
+            Ok(req) => Some((req.user.clone(), req.phone.clone())),
+            Err(_) => crate::input::parse_user(&row.user_raw, user_kind)
+                .ok()
+                .map(|u| (u, unusable_phone())),
+        };
+        if let Some((user, phone)) = named {
+            let key = match &user {
                 UserRef::Id(id) => hash_of(id),
                 other => hash_of(&other.as_str().to_lowercase()),
             };
-            index.add(row.row, key, "", None, "", phone_key(&req.phone));
+            index.add(row.row, key, "", None, "", phone_key(&phone));
         }
     }
     let mut rx = match spawn_reader(input_path, opts) {

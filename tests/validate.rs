@@ -97,3 +97,28 @@ fn national_numbers_pass_with_a_default_region() {
     );
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
 }
+
+// Pins: a user named twice, once with a damaged number, is a conflict (not
+// changed on the strength of the other row); one number for two users is
+// flagged as a sign of shifted rows.
+#[test]
+fn a_damaged_second_row_makes_a_conflict_and_shared_numbers_are_flagged() {
+    let run = Run::new();
+    let out = validate(
+        &run,
+        "login,phone\n\
+         ana@example.com,+1 213 555 0101\n\
+         ana@example.com,garbage\n\
+         bo@example.com,+1 213 555 0177\n\
+         cy@example.com,+1 213 555 0177\n",
+        &[],
+    );
+    let text = stdout(&out);
+    assert!(text.contains("row 1: conflict"), "{text}");
+    assert!(text.contains("row 2: invalid"), "{text}");
+    assert!(
+        text.contains("row 3: ok") && text.contains("same new number"),
+        "{text}"
+    );
+    assert!(text.contains("row 4: ok"), "{text}");
+}
