@@ -25,6 +25,7 @@ import argparse
 import atexit
 import http.client
 import json
+import math
 import os
 import platform
 import select
@@ -155,6 +156,10 @@ class Sim:
         self.p = spawn(args, stdout=subprocess.PIPE, stderr=self.err, env=clean_env())
         ready, _, _ = select.select([self.p.stdout], [], [], 60)
         line = self.p.stdout.readline().decode().strip() if ready else ""
+        # The simulator's log times are ms since it started, which is just
+        # before it prints its URL: this maps them to the wall clock (to a
+        # few ms), which is what its whole-second headers are rounded on.
+        self.wall0 = time.time()
         if not line.startswith("http://127.0.0.1:"):
             stop(self.p)
             raise SystemExit(f"simulator did not start (first line {line!r}); see {self.err.name}")
@@ -322,7 +327,20 @@ def gaps_report(times: list[int], top: int = 5) -> list[tuple[int, int]]:
     return g[:top]
 
 
-def utilisation(log: list[dict], latency_ms: int, permitted: float) -> dict:
+def reset_rounding(ws: list[dict], wall0: float | None) -> list[float]:
+    """For each window, how much later than its true end the simulator's
+    `X-Rate-Limit-Reset` says it ends: the reset is the window's end rounded
+    up to a whole second."""
+    if wall0 is None:
+        return []
+    out = []
+    for w in ws:
+        end = wall0 + (w["start"] / 1000) + WINDOW_S
+        out.append(math.ceil(end) - end)
+    return out
+
+
+def utilisation(log: list[dict], latency_ms: int, permitted: float, wall0: float | None = None) -> dict:
     ws = windows(log, latency_ms)
     full = ws[:-1] if len(ws) > 1 else ws
     per = [w["ok"] / permitted for w in full]
@@ -341,7 +359,14 @@ def utilisation(log: list[dict], latency_ms: int, permitted: float) -> dict:
     for w in full:
         end = w["start"] + WINDOW_S * 1000
         tails.append(end - max(w["times"]))
+    # What a pacer that spreads the share up to `Reset - Date` (whole
+    # seconds: Reset rounded up, Date rounded down, on average 0.5 s early)
+    # would achieve per window: W / (W + rounding of Reset + 0.5 s).
+    rounding = reset_rounding(full, wall0)
+    predicted = [WINDOW_S / (WINDOW_S + r + 0.5) for r in rounding]
     return {
+        "reset_rounding_s": rounding,
+        "predicted_util_from_header_rounding": statistics.mean(predicted) if predicted else None,
         "windows": len(ws),
         "full_windows": len(full),
         "per_window_ok": [w["ok"] for w in ws],
@@ -489,7 +514,7 @@ def m1(binary: str, work: Path, cfg: dict, pool: list[str]) -> dict:
                 res = apply(binary, sim, csv_path, work, name, share, 8, expected * 2 + 60)
             log = sim.requests(work / f"{name}.requests.json")
             state = check_state(sim, rows, pool)
-        u = utilisation(log, lat, permitted)
+        u = utilisation(log, lat, permitted, sim.wall0)
         out["runs"][share] = {
             "permitted_per_window": permitted, "wall_s": res["wall_s"], "rc": res["rc"],
             "outcomes": dict(res["outcomes"]), "requests_logged": len(log),
@@ -799,6 +824,10 @@ def summary_table(res: dict) -> str:
                          f"overall {r['util_overall']:.3f}), 429s {r['throttled']}, "
                          f"mean gap {r['mean_gap_ms']:.2f} ms vs even {r['ideal_gap_ms']:.2f} ms, i.e. the share "
                          f"spread over {r['implied_horizon_s']:.2f} s  [{verdict}]")
+            if r.get("predicted_util_from_header_rounding"):
+                lines.append(f"              Reset rounded up by {statistics.mean(r['reset_rounding_s']):.2f} s "
+                             f"in this run: a pacer spreading up to Reset - Date would reach "
+                             f"{r['predicted_util_from_header_rounding']:.3f}")
     if "m2" in res:
         m = res["m2"]
         lines.append(f"M2 shared bucket (L={m['limit']}/{m['window_s']}s, {m['rows']} rows, a background client "
