@@ -58,6 +58,15 @@ def number_pool(area_codes: list[int]) -> list[str]:
     return [e164(npa, line) for line in range(100) for npa in area_codes]
 
 
+def wide_pool(area_codes: list[int]) -> list[str]:
+    """NPA-555-0000..9999 of the given area codes: 10,000 per code, for the
+    memory inputs, which need a distinct number per user for up to a million
+    users (more than the fictional 01xx block holds). These files stay on
+    this machine: `validate` is offline and `plan` only reads from the local
+    simulator."""
+    return [f"+1{npa}555{line:04d}" for line in range(10_000) for npa in area_codes]
+
+
 def write_probe(path: Path, area_codes: list[int]) -> None:
     """A CSV with the lowest and highest fictional number of each area code,
     for `okta-phone-migrate validate` to judge."""
