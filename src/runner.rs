@@ -776,12 +776,22 @@ pub async fn run(cfg: RunConfig) -> u8 {
         "run starting"
     );
 
+    // Ask before the lookups, which can take long for many logins.
+    if let Mode::Apply { activate } = cfg.mode
+        && resume.is_none()
+        && !confirm(&cfg, activate)
+    {
+        eprint_line("aborted: nothing was changed");
+        return EXIT_USAGE;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     // Listen from here on, so a signal during the lookups stops cleanly too.
     let interrupted = Arc::new(AtomicBool::new(false));
     let signals = watch_signals(stop.clone(), interrupted.clone(), cfg.report_path.clone());
     let fatal = Arc::new(std::sync::Mutex::new(None::<OktaError>));
 
+    tracing::info!("first pass: checking every row and looking up logins (read-only)");
+    let first_pass = Instant::now();
     let (index, total) = match index_pass(&cfg, &client, &stop, &fatal).await {
         Ok(x) => x,
         Err(e) => {
@@ -789,14 +799,12 @@ pub async fn run(cfg: RunConfig) -> u8 {
             return EXIT_USAGE;
         }
     };
-
-    if let Mode::Apply { activate } = cfg.mode
-        && resume.is_none()
-        && !confirm(&cfg, total, activate)
-    {
-        eprint_line("aborted: nothing was changed");
-        return EXIT_USAGE;
-    }
+    tracing::info!(
+        rows = total,
+        users = index.slots.len(),
+        seconds = first_pass.elapsed().as_secs(),
+        "first pass done"
+    );
 
     let journal = if cfg.mode.writes() {
         let path = journal::path_for(&cfg.report_path);
@@ -1264,13 +1272,17 @@ fn summary_clash(cfg: &RunConfig) -> Option<String> {
 }
 
 /// Asks before writing, on a terminal only.
-fn confirm(cfg: &RunConfig, rows: u64, activate: bool) -> bool {
+fn confirm(cfg: &RunConfig, activate: bool) -> bool {
     if cfg.quiet && !std::io::stdin().is_terminal() {
         return true;
     }
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() || cfg.assume_yes {
         return true;
     }
+    // An offline count: the rows are read again, quickly, without Okta.
+    let rows = InputReader::open(&cfg.input_path, &cfg.input)
+        .map(|mut r| std::iter::from_fn(|| r.next_row()).count())
+        .unwrap_or(0);
     eprint_line(&format!(
         "About to change the {} factor of up to {rows} users in {} ({}).\nMode: {}\nReport: {}",
         cfg.factor_type(),
