@@ -459,10 +459,21 @@ fn record_line(csv: &mut csv::Reader<NewlineTap<File>>, record: &csv::StringReco
 /// only what no login can contain is refused: nothing, whitespace, control
 /// and invisible formatting characters (which come from copy-paste and
 /// would make the lookup fail with a puzzling "not found").
+/// The longest login Okta's user schema allows.
+pub const MAX_USER_CHARS: usize = 100;
+
 pub fn parse_user(raw: &str, kind: UserColumnKind) -> Result<UserRef, String> {
     let value = raw.trim();
     if value.is_empty() {
         return Err("the user is empty".to_string());
+    }
+    // Okta's schema caps a login at 100 characters; anything much longer
+    // is a damaged cell, and is not worth a request (or a log line).
+    let chars = value.chars().count();
+    if chars > MAX_USER_CHARS {
+        return Err(format!(
+            "the user has {chars} characters; Okta logins have at most {MAX_USER_CHARS}"
+        ));
     }
     if let Some(c) = value.chars().find(|&c| c.is_control()) {
         return Err(format!(
@@ -1874,5 +1885,20 @@ mod tests {
             assert!(row.parsed.is_ok(), "{:?}", row.parsed);
         }
         assert_eq!(n, 20_000);
+    }
+}
+
+#[cfg(test)]
+mod user_length_tests {
+    use super::*;
+
+    #[test]
+    fn a_user_longer_than_oktas_login_limit_is_refused_without_echoing_it() {
+        let long = format!("{}@example.com", "a".repeat(200));
+        let err = parse_user(&long, UserColumnKind::IdOrLogin).unwrap_err();
+        assert!(err.contains("at most 100"), "{err}");
+        assert!(!err.contains("aaaa"), "{err}");
+        let ok = format!("{}@example.com", "a".repeat(80));
+        assert!(parse_user(&ok, UserColumnKind::IdOrLogin).is_ok());
     }
 }
