@@ -269,7 +269,7 @@ pub struct InputArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct OutputArgs {
-    /// Only errors and the summary.
+    /// Only errors; the summary only when a row was not done (exit not 0).
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
 

@@ -1188,7 +1188,7 @@ pub fn parse_share(raw: &str) -> Result<f64, ConfigError> {
     match value {
         Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
         _ => Err(ConfigError::new(format!(
-            "--rate-share {raw:?} must be a share above 0 and at most 100%, like 50% or 0.5"
+            "--rate-share {raw:?} must be a share above 0 and at most 100%, like 50% or 0.5 (a bare 50 would mean 5000%)"
         ))),
     }
 }

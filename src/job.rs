@@ -573,7 +573,11 @@ impl Job<'_> {
                 Outcome::NotAttempted
             }
             Replaced::Restored(e) => {
-                self.res.note("the new number was refused after the old factor was deleted; the old number was put back");
+                self.res.note(if e.outcome_unknown() {
+                    "the enroll of the new number got no answer and the factors did not show it; the old number was put back"
+                } else {
+                    "the new number was refused after the old factor was deleted; the old number was put back"
+                });
                 self.fail(e, Outcome::FailedRestored)
             }
             Replaced::Unrestored(e) => {

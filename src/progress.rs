@@ -140,7 +140,9 @@ impl Progress {
         }
         let mut line = parts.join(" · ");
         match pace.limit {
-            Some(limit) => line.push_str(&format!("  |  {rate:.0} req/min of limit {limit}")),
+            Some(limit) => line.push_str(&format!(
+                "  |  {rate:.0} req/min (Okta's limit: {limit} per window)"
+            )),
             None => line.push_str(&format!("  |  {rate:.0} req/min")),
         }
         if let Some(w) = pace.waiting {
