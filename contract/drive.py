@@ -170,28 +170,31 @@ SCENARIOS = [
     Scenario(
         "errors-and-restores",
         [
+            # One row at a time, in this order: a success first (the write
+            # gate opens), and last the user left without the factor, since
+            # that stops the run.
             ToolRun(
                 "apply",
                 "user,phone\n"
-                "00u1abc0000000000001,+13105550141\n"  # enroll refused, restored
-                "00u1abc0000000000006,+13105550146\n"  # enroll and restore refused
                 "00u1abc0000000000010,+13105550150\n"  # enroll applied, answer 500
                 "00u1abc0000000000012,+13105550152\n"  # delete applied, connection dropped
+                "00u1abc0000000000001,+13105550141\n"  # enroll refused, restored
                 "00u1abc0000000000015,+13105550155\n"  # list forbidden
                 "00u1abc0000000000016,+13105550156\n"  # enroll 504, restored
                 "00u1abc0000000000018,+18005550135\n"  # toll-free, refused by the simulator
-                "00u1abc0000000000099,+13105550199\n",  # no such user
-                ["--activate"],
+                "00u1abc0000000000099,+13105550199\n"  # no such user
+                "00u1abc0000000000006,+13105550146\n",  # enroll and restore refused
+                ["--activate", "--concurrency", "1"],
                 3,
                 {
-                    1: "failed_restored",
-                    2: "failed_unrestored",
-                    3: "updated",
-                    4: "updated",
-                    5: "failed",
+                    1: "updated",
+                    2: "updated",
+                    3: "failed_restored",
+                    4: "failed",
+                    5: "failed_restored",
                     6: "failed_restored",
-                    7: "failed_restored",
-                    8: "user_not_found",
+                    7: "user_not_found",
+                    8: "failed_unrestored",
                 },
             ),
         ],
