@@ -884,7 +884,7 @@ def summary_table(res: dict) -> str:
 def main() -> int:
     global WINDOW_S
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller inputs (about 3 minutes)")
+    ap.add_argument("--quick", action="store_true", help="smaller inputs (about 5 minutes)")
     ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "okta-phone-migrate"),
                     help="the okta-phone-migrate binary (default: the release build)")
     ap.add_argument("--out", default=str(BENCH / "out"), help="work folder (default bench/out)")
