@@ -105,13 +105,13 @@ struct Unresolved {
 /// One user named by the input.
 #[derive(Debug)]
 struct Slot {
-    /// Okta user id (empty in `validate`, which resolves nothing).
-    id: Box<str>,
-    /// The user's login, when the resolve pass learned it.
-    login: Option<Box<str>>,
-    status: u8,
-    first_row: u64,
     phone: u64,
+    /// The first data row naming this user (rows are counted in u32).
+    first_row: u32,
+    /// Index into `Index::names`, or `NO_SLOT` when nothing was resolved
+    /// (`validate`).
+    name: u32,
+    status: u8,
     conflict: bool,
 }
 
@@ -125,10 +125,14 @@ struct Index {
     /// second read can prove it sees the same file.
     checks: Vec<u32>,
     slots: Vec<Slot>,
+    /// Okta id and login of the slots that have them (none in `validate`).
+    names: Vec<(Box<str>, Option<Box<str>>)>,
     by_user: HashMap<u64, u32>,
-    /// The first user given each new number, and whether another user is
-    /// given it too (a sign of shifted spreadsheet rows).
-    by_phone: HashMap<u64, (u32, bool)>,
+    /// (number, slot) of every row while the first pass runs; `finish`
+    /// turns it into the few numbers given to more than one user (a sign of
+    /// shifted spreadsheet rows) and frees it.
+    phones: Vec<(u64, u32)>,
+    shared_phones: std::collections::HashSet<u64>,
     unresolved: HashMap<u64, Unresolved>,
     statuses: Vec<String>,
 }
@@ -179,17 +183,22 @@ impl Index {
                 if slot.phone != phone {
                     slot.conflict = true;
                 }
-                slot.first_row = slot.first_row.min(row);
+                slot.first_row = slot.first_row.min(row as u32);
                 s
             }
             None => {
                 let s = self.slots.len() as u32;
+                let name = if id.is_empty() {
+                    NO_SLOT
+                } else {
+                    self.names.push((id.into(), login.map(Into::into)));
+                    (self.names.len() - 1) as u32
+                };
                 self.slots.push(Slot {
-                    id: id.into(),
-                    login: login.map(Into::into),
-                    status,
-                    first_row: row,
                     phone,
+                    first_row: row as u32,
+                    name,
+                    status,
                     conflict: false,
                 });
                 self.by_user.insert(key, s);
@@ -198,15 +207,34 @@ impl Index {
         };
         self.rows[(row - 1) as usize] = slot;
         if phone != phone_key(&unusable_phone()) {
-            let entry = self.by_phone.entry(phone).or_insert((slot, false));
-            if entry.0 != slot {
-                entry.1 = true;
+            self.phones.push((phone, slot));
+        }
+    }
+
+    /// Ends the first pass: finds the numbers given to several users.
+    fn finish(&mut self) {
+        let mut phones = std::mem::take(&mut self.phones);
+        phones.sort_unstable();
+        phones.dedup();
+        for pair in phones.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                self.shared_phones.insert(pair[0].0);
             }
         }
     }
 
     fn phone_shared(&self, phone: u64) -> bool {
-        self.by_phone.get(&phone).is_some_and(|(_, shared)| *shared)
+        self.shared_phones.contains(&phone)
+    }
+
+    fn id_of(&self, slot: &Slot) -> &str {
+        self.names.get(slot.name as usize).map_or("", |(id, _)| id)
+    }
+
+    fn login_of(&self, slot: &Slot) -> Option<&str> {
+        self.names
+            .get(slot.name as usize)
+            .and_then(|(_, l)| l.as_deref())
     }
 
     fn slot_of(&self, row: u64) -> Option<&Slot> {
@@ -390,6 +418,7 @@ async fn index_pass(
         record_resolved(&mut index, row, &phone, r, stop, fatal);
     }
     let _ = resolver.await;
+    index.finish();
     Ok((index, total))
 }
 
@@ -477,8 +506,8 @@ fn dispatch(
         res.detail = "the run stopped before this row's user was looked up".into();
         return Dispatch::Done(res);
     };
-    res.user_id = slot.id.to_string();
-    res.login = match (&slot.login, &req.user) {
+    res.user_id = index.id_of(slot).to_string();
+    res.login = match (index.login_of(slot), &req.user) {
         (Some(l), _) => l.to_string(),
         (None, UserRef::Login(l)) => l.clone(),
         _ => String::new(),
@@ -492,7 +521,7 @@ fn dispatch(
         );
         return Dispatch::Done(res);
     }
-    if slot.first_row != row.row {
+    if u64::from(slot.first_row) != row.row {
         res.outcome = Outcome::Duplicate;
         res.detail = format!("duplicate of row {}", slot.first_row);
         return Dispatch::Done(res);
@@ -1651,6 +1680,7 @@ pub async fn validate(input_path: &Path, opts: &InputOptions, quiet: bool) -> u8
             index.add(row.row, key, "", None, "", phone_key(&phone));
         }
     }
+    index.finish();
     let mut rx = match spawn_reader(input_path, opts) {
         Ok(rx) => rx,
         Err(e) => {
