@@ -58,6 +58,10 @@ pub struct RateHeaders {
     /// (`X-Rate-Limit-Reset` minus the `Date` header), so local clock skew
     /// does not matter.
     pub reset_in: Duration,
+    /// `X-Rate-Limit-Reset` and `Date` as read, in epoch seconds, for the
+    /// pacer's finer estimate of the server's clock.
+    pub reset_epoch: u64,
+    pub date_epoch: Option<u64>,
 }
 
 impl RateHeaders {
@@ -71,15 +75,18 @@ impl RateHeaders {
         let limit = u32::try_from(num(X_RATE_LIMIT_LIMIT)?).ok()?;
         let remaining = u32::try_from(num(X_RATE_LIMIT_REMAINING)?).ok()?;
         let reset_epoch = num(X_RATE_LIMIT_RESET)?;
-        let server_now = headers
+        let date_epoch = headers
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| httpdate::parse_http_date(s).ok())
-            .unwrap_or_else(SystemTime::now);
-        let server_secs = server_now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        let server_secs = date_epoch.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        });
         // `Date` has whole seconds and is truncated, so `reset - date` is
         // never shorter than the true wait.
         let reset_in = Duration::from_secs(reset_epoch.saturating_sub(server_secs));
@@ -87,6 +94,8 @@ impl RateHeaders {
             limit,
             remaining,
             reset_in,
+            reset_epoch,
+            date_epoch,
         })
     }
 
@@ -114,6 +123,55 @@ struct BucketState {
     sent: u64,
 }
 
+/// The server's clock as seen from here, finer than `Date`'s whole
+/// seconds: each answer stamped `Date: d` and received at local time `x`
+/// shows that the server's clock minus the local one is at least `d - x`
+/// (the server wrote `d` before we received it, and its clock was at `d`
+/// or later). The largest such bound over the last minute or so is a
+/// conservative estimate that tightens as answers cross the server's
+/// second boundaries, removing most of the half second that truncated
+/// `Date` values cost on average. Older bounds are dropped so that slow
+/// drift between the two clocks cannot make it optimistic.
+#[derive(Debug)]
+struct ServerClock {
+    base: Instant,
+    current: Option<f64>,
+    previous: Option<f64>,
+    rotated: Instant,
+}
+
+impl ServerClock {
+    fn new() -> ServerClock {
+        let now = Instant::now();
+        ServerClock {
+            base: now,
+            current: None,
+            previous: None,
+            rotated: now,
+        }
+    }
+
+    fn calibrate(&mut self, date_epoch: u64, received: Instant) {
+        if self.rotated.elapsed() > Duration::from_secs(30) {
+            self.previous = self.current.take();
+            self.rotated = Instant::now();
+        }
+        let x = received.duration_since(self.base).as_secs_f64();
+        let bound = date_epoch as f64 - x;
+        self.current = Some(self.current.map_or(bound, |c| c.max(bound)));
+    }
+
+    /// When the server's clock reaches `epoch`, at the latest.
+    fn local_at(&self, epoch: u64) -> Option<Instant> {
+        let offset = match (self.current, self.previous) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        let x = (epoch as f64 - offset).max(0.0);
+        Some(self.base + Duration::from_secs_f64(x))
+    }
+}
+
 /// Shared by all workers of a run.
 pub struct Pacer {
     share: f64,
@@ -123,6 +181,7 @@ pub struct Pacer {
     concurrency: AdaptiveConcurrency,
     requests: AtomicU64,
     throttled: AtomicU64,
+    clock: Mutex<ServerClock>,
 }
 
 /// Held while a request is in flight.
@@ -171,6 +230,21 @@ impl Pacer {
             concurrency: AdaptiveConcurrency::new(concurrency.max(1)),
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            clock: Mutex::new(ServerClock::new()),
+        }
+    }
+
+    /// When a response's window resets, as a local instant, by the
+    /// server's clock.
+    fn reset_at(&self, h: &RateHeaders, now: Instant) -> Instant {
+        let coarse = now + h.reset_in;
+        let mut clock = self.clock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(date) = h.date_epoch {
+            clock.calibrate(date, now);
+        }
+        match (h.date_epoch, clock.local_at(h.reset_epoch)) {
+            (Some(_), Some(fine)) => fine.min(coarse),
+            _ => coarse,
         }
     }
 
@@ -289,7 +363,11 @@ impl Pacer {
         if slot > now {
             return Decision::Wait(slot - now);
         }
-        st.next_slot = Some(now + spacing);
+        // From the slot this request was given, not from when its sleep
+        // ended: timer wake-up delays must not add up over a window. After
+        // idle time, at most one spacing is made up (no burst).
+        let from = slot.max(now.checked_sub(spacing).unwrap_or(now));
+        st.next_slot = Some(from + spacing);
         Decision::Go
     }
 
@@ -299,8 +377,8 @@ impl Pacer {
             return;
         }
         let now = Instant::now();
+        let reset_at = self.reset_at(&headers, now);
         let mut st = self.state(bucket);
-        let reset_at = now + headers.reset_in;
         let new_window = st
             .reset_at
             .is_none_or(|r| reset_at > r + Duration::from_secs(1));
@@ -323,8 +401,11 @@ impl Pacer {
     pub fn pause_until_reset(&self, bucket: Bucket, headers: Option<RateHeaders>) -> Duration {
         self.throttled.fetch_add(1, Ordering::Relaxed);
         let jitter = Duration::from_millis(rand::random_range(0..250));
-        let wait = headers.map_or(Duration::from_secs(5), |h| h.reset_in) + RESET_MARGIN + jitter;
         let now = Instant::now();
+        let until_reset = headers.map_or(Duration::from_secs(5), |h| {
+            self.reset_at(&h, now).saturating_duration_since(now)
+        });
+        let wait = until_reset + RESET_MARGIN + jitter;
         let until = now + wait + PROBE_LEAD;
         let mut st = self.state(bucket);
         st.remaining = 0;
@@ -533,6 +614,8 @@ mod tests {
                 limit: 100,
                 remaining: 40,
                 reset_in: Duration::from_secs(30),
+                reset_epoch: 0,
+                date_epoch: None,
             },
         );
         let mut st = pacer.state(Bucket::Users);
@@ -551,6 +634,8 @@ mod tests {
                 limit: 100,
                 remaining: 10,
                 reset_in: Duration::from_secs(10),
+                reset_epoch: 0,
+                date_epoch: None,
             },
         );
         let now = Instant::now();
@@ -568,6 +653,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_server_clock_estimate_tightens_but_never_runs_ahead() {
+        let mut clock = ServerClock::new();
+        let base = clock.base;
+        // The server's clock is 1000.3 s ahead of `base`; answers arrive
+        // 20 ms after they were stamped, every 100 ms, Date truncated.
+        for k in 0..40u64 {
+            let x = 0.1 * k as f64 + 0.02;
+            let server = 1000.3 + (x - 0.02);
+            clock.calibrate(server.floor() as u64, base + Duration::from_secs_f64(x));
+        }
+        // The server reaches 1010 at local 9.7 s; the estimate is never
+        // earlier, and within a tenth of a second after the boundaries seen.
+        let at = clock
+            .local_at(1010)
+            .unwrap()
+            .duration_since(base)
+            .as_secs_f64();
+        assert!((9.7..9.85).contains(&at), "{at}");
+    }
+
     #[tokio::test]
     async fn a_lower_limit_in_the_headers_slows_the_pace_at_once() {
         let pacer = Pacer::new(0.5, None, 4);
@@ -575,6 +681,8 @@ mod tests {
             limit,
             remaining,
             reset_in: Duration::from_secs(10),
+            reset_epoch: 0,
+            date_epoch: None,
         };
         pacer.observe(Bucket::Users, h(100, 90));
         let now = Instant::now();
@@ -615,6 +723,8 @@ mod tests {
                 limit: 100,
                 remaining: 0,
                 reset_in: Duration::from_secs(7),
+                reset_epoch: 0,
+                date_epoch: None,
             }),
         );
         assert!(wait >= Duration::from_secs(7));
@@ -641,6 +751,8 @@ mod tests {
                 limit: 100,
                 remaining: 0,
                 reset_in: Duration::from_secs(2),
+                reset_epoch: 0,
+                date_epoch: None,
             }),
         );
         let at = Instant::now() + wait;
