@@ -1199,15 +1199,15 @@ mod tests {
 
     #[test]
     fn org_url_rules() {
-        assert!(parse_org_url("https://acme.okta.com/").is_ok());
+        assert!(parse_org_url("https://acme.example.com/").is_ok());
         assert!(parse_org_url("http://127.0.0.1:8080").is_ok());
         assert!(parse_org_url("http://[::1]:8080").is_ok());
         assert!(parse_org_url("http://localhost:1").is_ok());
-        assert!(parse_org_url("http://acme.okta.com").is_err());
-        assert!(parse_org_url("https://acme.okta.com/api/v1").is_err());
-        let admin = parse_org_url("https://acme-admin.okta.com").unwrap_err();
-        assert_eq!(admin.hint.as_deref(), Some("use acme.okta.com"));
-        assert!(parse_org_url("acme.okta.com").is_err());
+        assert!(parse_org_url("http://acme.example.com").is_err());
+        assert!(parse_org_url("https://acme.example.com/api/v1").is_err());
+        let admin = parse_org_url("https://acme-admin.example.com").unwrap_err();
+        assert_eq!(admin.hint.as_deref(), Some("use acme.example.com"));
+        assert!(parse_org_url("acme.example.com").is_err());
     }
 
     #[test]
