@@ -121,6 +121,13 @@ struct BucketState {
     in_flight: u32,
     /// Requests this window that were paced against the learned limit.
     sent: u64,
+    /// The newest window a success answer showed: its `X-Rate-Limit-Reset`,
+    /// when its first answer arrived here (no earlier than the window
+    /// opened), and the shortest gap between two windows' `Reset` values
+    /// (never shorter than a window).
+    reset_epoch: u64,
+    window_seen_at: Option<Instant>,
+    window_secs: Option<u64>,
 }
 
 /// The server's clock as seen from here, finer than `Date`'s whole
@@ -372,13 +379,33 @@ impl Pacer {
     }
 
     /// Records what a response's headers said.
-    pub fn observe(&self, bucket: Bucket, headers: RateHeaders) {
+    /// `success`: the answer was a 2xx (only those teach the window's
+    /// length; a 429 may carry a reset of its own).
+    pub fn observe(&self, bucket: Bucket, headers: RateHeaders, success: bool) {
         if headers.is_concurrency_limit() {
             return;
         }
         let now = Instant::now();
-        let reset_at = self.reset_at(&headers, now);
+        let mut reset_at = self.reset_at(&headers, now);
         let mut st = self.state(bucket);
+        if success && headers.reset_epoch > 0 {
+            if headers.reset_epoch > st.reset_epoch {
+                let gap = headers.reset_epoch - st.reset_epoch;
+                if st.reset_epoch > 0 && (1..=3600).contains(&gap) {
+                    st.window_secs = Some(st.window_secs.map_or(gap, |w| w.min(gap)));
+                }
+                st.reset_epoch = headers.reset_epoch;
+                st.window_seen_at = Some(now);
+            }
+            // The window opened no later than its first answer arrived and
+            // lasts no longer than the gap between two windows' resets: a
+            // bound free of `Reset`'s rounding to whole seconds.
+            if headers.reset_epoch == st.reset_epoch
+                && let (Some(seen), Some(secs)) = (st.window_seen_at, st.window_secs)
+            {
+                reset_at = reset_at.min(seen + Duration::from_secs(secs));
+            }
+        }
         let new_window = st
             .reset_at
             .is_none_or(|r| reset_at > r + Duration::from_secs(1));
@@ -392,6 +419,11 @@ impl Pacer {
         st.reset_at = Some(reset_at);
         drop(st);
         self.learned.notify_waiters();
+    }
+
+    #[cfg(test)]
+    fn observe_ok(&self, bucket: Bucket, headers: RateHeaders) {
+        self.observe(bucket, headers, true)
     }
 
     /// A 429 for the bucket: every worker waits until the reset; the
@@ -608,7 +640,7 @@ mod tests {
     async fn budget_exhausted_by_other_clients_waits_for_the_reset() {
         let pacer = Pacer::new(0.5, None, 4);
         // Limit 100, half reserved for others, and only 40 remain: no budget.
-        pacer.observe(
+        pacer.observe_ok(
             Bucket::Users,
             RateHeaders {
                 limit: 100,
@@ -628,7 +660,7 @@ mod tests {
     #[tokio::test]
     async fn requests_are_spread_over_the_window() {
         let pacer = Pacer::new(1.0, None, 4);
-        pacer.observe(
+        pacer.observe_ok(
             Bucket::Users,
             RateHeaders {
                 limit: 100,
@@ -675,6 +707,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_window_end_is_learned_from_consecutive_windows() {
+        let pacer = Pacer::new(1.0, None, 4);
+        let h = |reset_epoch, reset_in| RateHeaders {
+            limit: 100,
+            remaining: 90,
+            reset_in: Duration::from_secs(reset_in),
+            reset_epoch,
+            date_epoch: None,
+        };
+        pacer.observe(Bucket::Users, h(1_000, 11), true);
+        // A 429 carrying a far reset teaches nothing about the window.
+        pacer.observe(Bucket::Users, h(1_007, 7), false);
+        // The next window: Reset 10 s later, though its header says 11 s.
+        pacer.observe(Bucket::Users, h(1_010, 11), true);
+        let st = pacer.state(Bucket::Users);
+        assert_eq!(st.window_secs, Some(10));
+        let left = st
+            .reset_at
+            .unwrap()
+            .saturating_duration_since(Instant::now());
+        assert!(left <= Duration::from_secs(10), "{left:?}");
+        assert!(left >= Duration::from_millis(9_900), "{left:?}");
+    }
+
+    #[tokio::test]
     async fn a_lower_limit_in_the_headers_slows_the_pace_at_once() {
         let pacer = Pacer::new(0.5, None, 4);
         let h = |limit, remaining| RateHeaders {
@@ -684,7 +741,7 @@ mod tests {
             reset_epoch: 0,
             date_epoch: None,
         };
-        pacer.observe(Bucket::Users, h(100, 90));
+        pacer.observe_ok(Bucket::Users, h(100, 90));
         let now = Instant::now();
         let mut st = pacer.state(Bucket::Users);
         assert!(matches!(pacer.decide(&mut st, now), Decision::Go));
@@ -693,7 +750,7 @@ mod tests {
         assert!(fast <= Duration::from_millis(260), "{fast:?}");
         drop(st);
         // The org's limit drops to 20: reserve 10, 5 left, 2 s apart.
-        pacer.observe(Bucket::Users, h(20, 15));
+        pacer.observe_ok(Bucket::Users, h(20, 15));
         let mut st = pacer.state(Bucket::Users);
         st.next_slot = None;
         assert!(matches!(pacer.decide(&mut st, now), Decision::Go));

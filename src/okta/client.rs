@@ -509,7 +509,7 @@ impl Client {
                         let headers = resp.headers().clone();
                         let rate = RateHeaders::parse(&headers);
                         if let Some(h) = rate {
-                            self.pacer.observe(bucket, h);
+                            self.pacer.observe(bucket, h, status.is_success());
                         }
                         self.auth.observe(&headers);
                         let request_id = headers
