@@ -1572,30 +1572,28 @@ fn masked_or_empty(n: &str) -> String {
     }
 }
 
-fn plan_line(r: &RowResult) -> String {
-    let change = if r.old_phone.is_empty() && r.new_phone.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "{} -> {}",
-            if r.old_phone.is_empty() {
-                "-".to_string()
-            } else {
-                phone::mask(&r.old_phone)
-            },
-            if r.new_phone.is_empty() {
-                "-".to_string()
-            } else {
-                phone::mask(&r.new_phone)
-            }
-        )
+/// `old -> new`, masked for stdout and logs; `None` when neither is known.
+fn masked_change(r: &RowResult) -> Option<String> {
+    if r.old_phone.is_empty() && r.new_phone.is_empty() {
+        return None;
+    }
+    let show = |n: &str| {
+        if n.is_empty() {
+            "-".to_string()
+        } else {
+            phone::mask(n)
+        }
     };
+    Some(format!("{} -> {}", show(&r.old_phone), show(&r.new_phone)))
+}
+
+fn plan_line(r: &RowResult) -> String {
     format!(
         "{:>6}  {:<14}  {:<32}  {:<28}  {}",
         r.row,
         r.outcome.as_str(),
         r.user,
-        change,
+        masked_change(r).unwrap_or_default(),
         r.detail
     )
 }
@@ -1610,20 +1608,8 @@ fn log_row(r: &RowResult) {
     if !r.user_id.is_empty() {
         line.push_str(&format!(" user {}", r.user_id));
     }
-    if !r.old_phone.is_empty() || !r.new_phone.is_empty() {
-        line.push_str(&format!(
-            " ({} -> {})",
-            if r.old_phone.is_empty() {
-                "-".into()
-            } else {
-                phone::mask(&r.old_phone)
-            },
-            if r.new_phone.is_empty() {
-                "-".into()
-            } else {
-                phone::mask(&r.new_phone)
-            }
-        ));
+    if let Some(change) = masked_change(r) {
+        line.push_str(&format!(" ({change})"));
     }
     line.push_str(": ");
     line.push_str(&r.detail);
