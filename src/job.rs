@@ -182,14 +182,8 @@ impl Job<'_> {
         // The sheet's old number is a precondition: numbers the users
         // changed themselves since the sheet was made are not overwritten.
         if let Some(expected) = &t.old_phone {
-            let matches = of_type.iter().any(|f| {
-                f.phone_number()
-                    .is_some_and(|n| phone::same_number(n, &expected.e164))
-            });
-            let on_new = of_type.iter().any(|f| {
-                f.phone_number()
-                    .is_some_and(|n| phone::same_number(n, &t.phone.e164))
-            });
+            let matches = of_type.iter().any(|f| on_number(f, &expected.e164));
+            let on_new = of_type.iter().any(|f| on_number(f, &t.phone.e164));
             if !matches && !on_new {
                 self.res.old_phone = of_type
                     .first()
@@ -208,10 +202,7 @@ impl Job<'_> {
         let activate = self.s.mode.activate();
         let on_new: Vec<&&UserFactor> = of_type
             .iter()
-            .filter(|f| {
-                f.phone_number()
-                    .is_some_and(|n| phone::same_number(n, &t.phone.e164))
-            })
+            .filter(|f| on_number(f, &t.phone.e164))
             .collect();
         if let Some(active) = on_new.iter().find(|f| f.status == "ACTIVE") {
             self.res.old_phone = t.phone.e164.clone();
@@ -236,13 +227,7 @@ impl Job<'_> {
             // Identity Engine orgs may list several phones; the sheet's old
             // number, when given, says which one to replace.
             let chosen: Vec<&&UserFactor> = match &t.old_phone {
-                Some(old) => of_type
-                    .iter()
-                    .filter(|f| {
-                        f.phone_number()
-                            .is_some_and(|n| phone::same_number(n, &old.e164))
-                    })
-                    .collect(),
+                Some(old) => of_type.iter().filter(|f| on_number(f, &old.e164)).collect(),
                 None => Vec::new(),
             };
             if chosen.len() != 1 {
@@ -271,10 +256,7 @@ impl Job<'_> {
         let twin: Option<UserFactor> = old_number.as_ref().and_then(|old| {
             factors
                 .iter()
-                .find(|f| {
-                    is_phone_factor(f, other)
-                        && f.phone_number().is_some_and(|n| phone::same_number(n, old))
-                })
+                .find(|f| is_phone_factor(f, other) && on_number(f, old))
                 .cloned()
         });
         if let (Some(_), FactorType::Call) = (&twin, ft) {
@@ -521,16 +503,7 @@ impl Job<'_> {
         // enroll may have been applied after all (then the restore is
         // refused because the factor exists).
         if let Ok(factors) = self.list(user_id).await {
-            let on = |number: &str| {
-                factors
-                    .iter()
-                    .find(|f| {
-                        is_phone_factor(f, ft)
-                            && f.phone_number()
-                                .is_some_and(|n| phone::same_number(n, number))
-                    })
-                    .cloned()
-            };
+            let on = |number: &str| factor_on(&factors, ft, number);
             if let Some(f) = on(&new.e164) {
                 self.res.note(
                     "Okta refused the enroll but the factors show the new number: it was applied",
@@ -616,11 +589,7 @@ impl Job<'_> {
     /// After an unanswered request: is a factor of the type on `number`?
     async fn find_on(&mut self, user_id: &str, ft: FactorType, number: &str) -> Option<UserFactor> {
         let factors = self.list(user_id).await.ok()?;
-        factors.into_iter().find(|f| {
-            is_phone_factor(f, ft)
-                && f.phone_number()
-                    .is_some_and(|n| phone::same_number(n, number))
-        })
+        factor_on(&factors, ft, number)
     }
 
     /// After an unanswered delete: is the factor gone?
@@ -648,14 +617,25 @@ impl Job<'_> {
                 f.status
             ));
         }
-        if !f
-            .phone_number()
-            .is_some_and(|n| phone::same_number(n, &new.e164))
-        {
+        if !on_number(f, &new.e164) {
             self.res
                 .note("Okta's answer does not carry the new number; check this user");
         }
     }
+}
+
+/// Whether the factor carries `number` (Okta may store it with dashes).
+fn on_number(f: &UserFactor, number: &str) -> bool {
+    f.phone_number()
+        .is_some_and(|n| phone::same_number(n, number))
+}
+
+/// The factor of the type on `number`, if any.
+fn factor_on(factors: &[UserFactor], ft: FactorType, number: &str) -> Option<UserFactor> {
+    factors
+        .iter()
+        .find(|f| is_phone_factor(f, ft) && on_number(f, number))
+        .cloned()
 }
 
 fn is_phone_factor(f: &UserFactor, ft: FactorType) -> bool {
@@ -719,16 +699,7 @@ pub async fn recover(
         e164: intent.new_phone.clone(),
         extension: intent.new_extension.clone(),
     };
-    let on = |number: &str| {
-        factors
-            .iter()
-            .find(|f| {
-                is_phone_factor(f, ft)
-                    && f.phone_number()
-                        .is_some_and(|n| phone::same_number(n, number))
-            })
-            .cloned()
-    };
+    let on = |number: &str| factor_on(&factors, ft, number);
     job.res.outcome = if let Some(f) = on(&new.e164) {
         job.accept_new(&f, &new, intent.activate);
         job.res.note("resume: the interrupted change had completed");
